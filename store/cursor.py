@@ -42,7 +42,12 @@ def decode_time_id_cursor(kind: str, cursor: str, field: str = "cursor") -> tupl
         raise InvalidCursor(field) from None
     if moment.tzinfo is None:
         raise InvalidCursor(field)
-    return moment.astimezone(UTC), _as_id(values[1], field)
+    try:
+        # An offset can move a date at the edge of the calendar (year 1 or 9999) out of range.
+        moment = moment.astimezone(UTC)
+    except OverflowError:
+        raise InvalidCursor(field) from None
+    return moment, _as_id(values[1], field)
 
 
 def _decode(kind: str, cursor: str, field: str, key_length: int) -> list[object]:

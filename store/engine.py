@@ -271,7 +271,14 @@ def create_engine(config: DatabaseConfig, *, pool_size: int = 10, max_overflow: 
     )
 
 
+def _unicode_lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
 def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
+    # SQLite's built-in lower() folds ASCII only; the search filter compares lower() of both
+    # sides, so without this "ärger" would not find "ÄRGER" on SQLite but would on PostgreSQL.
+    dbapi_connection.create_function("lower", 1, _unicode_lower, deterministic=True)
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("PRAGMA foreign_keys = ON")

@@ -50,7 +50,7 @@ ID_MAX = 2**63 - 1
 # Dates outside this range are almost certainly a mistake (a year typed as 20260, a Unix
 # timestamp in milliseconds), and the bounds keep every backend's date arithmetic in range.
 EARLIEST_DATE = datetime(1900, 1, 1, tzinfo=UTC)
-LATEST_DATE = datetime(2999, 12, 31, 23, 59, 59, tzinfo=UTC)
+LATEST_DATE = datetime(2999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)
 
 # Row ids: BIGINT on PostgreSQL; INTEGER on SQLite, where only INTEGER PRIMARY KEY aliases the rowid.
 _id_type = BigInteger().with_variant(Integer(), "sqlite")

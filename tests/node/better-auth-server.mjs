@@ -11,13 +11,13 @@
 //   BETTER_AUTH_URL     public base URL, e.g. http://127.0.0.1:PORT (default: that)
 //   BA_MCP_RESOURCE     resource URL of the MCP server that OAuth access tokens
 //                       are bound to (default: BETTER_AUTH_URL + "/mcp")
+//   BA_JWT_EXPIRATION   lifetime of /api/auth/token JWTs, e.g. "15m" or "5s"
+//                       (default: Better Auth's own, 15m)
+//   BA_ACCESS_TOKEN_TTL lifetime of OAuth access tokens in seconds
+//                       (default: Better Auth's own, 3600)
 //
 // When the schema is migrated and the socket is listening, it prints exactly
 // one line, "READY <base url>", to stdout. Everything else goes to stderr.
-
-// Telemetry is opt-in in 1.7, but a test fixture must never phone home, so it
-// is forced off here as well as in the options below.
-process.env.BETTER_AUTH_TELEMETRY = "0";
 
 import http from "node:http";
 import pg from "pg";
@@ -27,10 +27,15 @@ import { toNodeHandler } from "better-auth/node";
 import { bearer, jwt } from "better-auth/plugins";
 import { mcp } from "@better-auth/mcp";
 
+// Telemetry is opt-in in 1.7, but a test fixture must never send any, so it is
+// forced off here as well as in the options below. Better Auth reads the
+// variable when betterAuth() builds its context, after this line has run.
+process.env.BETTER_AUTH_TELEMETRY = "0";
+
 function required(name) {
   const value = process.env[name];
   if (!value) {
-    console.error(`better-auth-server: ${name} is not set`);
+    console.error(`better-auth-server: ${name} is missing; see the environment list at the top of this file`);
     process.exit(2);
   }
   return value;
@@ -41,13 +46,23 @@ const port = Number.parseInt(required("BA_PORT"), 10);
 const secret = required("BETTER_AUTH_SECRET");
 const baseURL = (process.env.BETTER_AUTH_URL || `http://127.0.0.1:${port}`).replace(/\/+$/, "");
 const mcpResource = process.env.BA_MCP_RESOURCE || `${baseURL}/mcp`;
+const jwtExpiration = process.env.BA_JWT_EXPIRATION || undefined;
+const accessTokenTtl = process.env.BA_ACCESS_TOKEN_TTL
+  ? Number.parseInt(process.env.BA_ACCESS_TOKEN_TTL, 10)
+  : undefined;
 process.env.BETTER_AUTH_URL = baseURL;
 
 // Every address this server may hand out or redirect to must stay on the
 // loopback interface.
-const loopback = new URL(baseURL).hostname;
-if (!["127.0.0.1", "localhost", "[::1]"].includes(loopback)) {
-  console.error(`better-auth-server: BETTER_AUTH_URL must point at 127.0.0.1, got ${baseURL}`);
+const baseHost = new URL(baseURL).hostname;
+if (!["127.0.0.1", "localhost", "[::1]"].includes(baseHost)) {
+  console.error(`better-auth-server: invalid BETTER_AUTH_URL ${baseURL}: expected a loopback host such as 127.0.0.1`);
+  process.exit(2);
+}
+
+const databaseHost = new URL(databaseUrl).hostname.replace(/^\[|\]$/g, "");
+if (!["127.0.0.1", "localhost", "::1", ""].includes(databaseHost)) {
+  console.error(`better-auth-server: invalid BA_DATABASE_URL host ${databaseHost}: expected a loopback address`);
   process.exit(2);
 }
 
@@ -71,16 +86,17 @@ const options = {
   // POST /api/auth/delete-user with the user's password deletes at once.
   user: { deleteUser: { enabled: true } },
   plugins: [
-    jwt(),
+    jwt(jwtExpiration ? { jwt: { expirationTime: jwtExpiration } } : undefined),
     bearer(),
     mcp({
       resource: mcpResource,
-      // Neither page exists: a headless client that already holds a session
-      // never lands on the login page, and it answers the consent redirect
-      // by POSTing to /oauth2/consent itself.
+      // Neither page exists. A headless client that already has a session
+      // never reaches the login page, and it completes the consent step by
+      // POSTing to /oauth2/consent itself.
       loginPage: `${baseURL}/login`,
       consentPage: `${baseURL}/consent`,
       scopes: ["openid", "profile", "email", "offline_access"],
+      ...(accessTokenTtl ? { accessTokenExpiresIn: accessTokenTtl } : {}),
       // Lets an MCP client such as the Inspector register itself (RFC 7591)
       // without a Better Auth session, as MCP clients expect to.
       allowDynamicClientRegistration: true,

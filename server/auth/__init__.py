@@ -1,0 +1,1 @@
+"""Token verification: the local development issuer and Better Auth tokens."""

@@ -1,0 +1,186 @@
+"""Verification of signed JWTs against a set of public keys.
+
+The same path serves the local development issuer, Better Auth's jwt plugin and Better Auth's
+MCP OAuth access tokens; they differ only in their key source, issuer, audience and type.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import jwt
+from jwt import PyJWK
+
+from server.auth.errors import TokenRejected
+
+MAX_TOKEN_LENGTH = 8192
+ASYMMETRIC_ALGORITHMS = frozenset({"EdDSA", "Ed25519", "ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
+
+# Which key type each algorithm needs, so a header cannot pair an algorithm with another kind of key.
+_KEY_TYPE_OF_ALGORITHM = {
+    "EdDSA": "OKP",
+    "Ed25519": "OKP",
+    "ES256": "EC",
+    "ES384": "EC",
+    "ES512": "EC",
+    "RS256": "RSA",
+    "RS384": "RSA",
+    "RS512": "RSA",
+    "PS256": "RSA",
+    "PS384": "RSA",
+    "PS512": "RSA",
+}
+
+
+class KeySource(Protocol):
+    """Public keys by key id."""
+
+    async def get_key(self, kid: str) -> dict[str, Any] | None:
+        """Return the JWK with this ``kid``, or None when the source has no such key."""
+        ...
+
+
+@dataclass
+class StaticKeySource:
+    """A fixed set of JWKs, such as the local development issuer's one key."""
+
+    keys: Sequence[dict[str, Any]]
+
+    async def get_key(self, kid: str) -> dict[str, Any] | None:
+        return next((key for key in self.keys if key.get("kid") == kid), None)
+
+
+def normalize_url(value: str) -> str:
+    """Compare issuers and audiences without a trailing slash mattering."""
+    return value.rstrip("/")
+
+
+def _b64_json(segment: str) -> dict[str, Any]:
+    try:
+        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        value = json.loads(raw)
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise TokenRejected("malformed token: not base64url-encoded JSON") from None
+    if not isinstance(value, dict):
+        raise TokenRejected("malformed token: header or payload is not a JSON object")
+    return value
+
+
+def peek(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Decode header and payload WITHOUT verifying them, to pick the verifier and check shape."""
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise TokenRejected(f"token too large: more than {MAX_TOKEN_LENGTH} characters")
+    parts = token.split(".")
+    if len(parts) != 3 or not all(parts):
+        raise TokenRejected("malformed token: a JWT has three non-empty dot-separated parts")
+    return _b64_json(parts[0]), _b64_json(parts[1])
+
+
+def looks_like_jwt(token: str) -> bool:
+    return token.count(".") == 2
+
+
+@dataclass
+class JwtVerifier:
+    """Verify JWTs of one issuer: signature, algorithm allowlist, iss, aud, exp, nbf, iat, sub."""
+
+    name: str
+    keys: KeySource
+    issuer: str
+    audiences: Sequence[str]
+    algorithms: Sequence[str]
+    leeway_seconds: int = 30
+    token_types: Sequence[str] | None = None
+    required_claims: Sequence[str] = ("exp", "sub")
+    _issuer: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        unsupported = [name for name in self.algorithms if name not in ASYMMETRIC_ALGORITHMS]
+        if unsupported:
+            raise ValueError(f"unsupported or symmetric JWT algorithm(s): {', '.join(unsupported)}")
+        self._issuer = normalize_url(self.issuer)
+        self.audiences = [normalize_url(audience) for audience in self.audiences]
+
+    def accepts_issuer(self, issuer: object) -> bool:
+        return isinstance(issuer, str) and normalize_url(issuer) == self._issuer
+
+    async def verify(self, token: str) -> dict[str, Any]:
+        """Return the verified claims, or raise ``TokenRejected`` naming the failed check."""
+        header, payload = peek(token)
+
+        algorithm = header.get("alg")
+        if not isinstance(algorithm, str) or algorithm not in self.algorithms:
+            raise TokenRejected(f"algorithm {algorithm!r} is not allowed; allowed: {', '.join(self.algorithms)}")
+        if self.token_types is not None:
+            token_type = str(header.get("typ", "")).lower()
+            if token_type not in self.token_types:
+                raise TokenRejected(f"wrong token type {header.get('typ')!r}; expected {', '.join(self.token_types)}")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise TokenRejected("token header has no key id (kid)")
+
+        jwk = await self.keys.get_key(kid)
+        if jwk is None:
+            raise TokenRejected(f"unknown signing key {kid[:64]!r}")
+        key_type = jwk.get("kty")
+        if _KEY_TYPE_OF_ALGORITHM.get(algorithm) != key_type:
+            raise TokenRejected(f"algorithm {algorithm} does not match the {key_type} signing key")
+        pyjwt_algorithm = "EdDSA" if algorithm == "Ed25519" else algorithm
+        try:
+            key = PyJWK({**jwk, "alg": pyjwt_algorithm}).key
+        except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError):
+            raise TokenRejected(f"signing key {kid[:64]!r} is not usable") from None
+
+        claims = self._decode(token, key, pyjwt_algorithm)
+        self._check_claims(claims, payload)
+        return claims
+
+    def _decode(self, token: str, key: Any, algorithm: str) -> dict[str, Any]:
+        try:
+            return jwt.decode(
+                token,
+                key=key,
+                algorithms=[algorithm],
+                audience=None,
+                options={
+                    "require": list(self.required_claims),
+                    "verify_aud": False,  # checked below, with trailing-slash normalization
+                    "verify_iss": False,  # checked below, likewise
+                },
+                leeway=self.leeway_seconds,
+            )
+        except jwt.ExpiredSignatureError:
+            raise TokenRejected("token expired") from None
+        except jwt.ImmatureSignatureError:
+            raise TokenRejected("token not yet valid: nbf or iat is in the future") from None
+        except jwt.MissingRequiredClaimError as error:
+            raise TokenRejected(f"token has no {error.claim!r} claim") from None
+        except jwt.InvalidSignatureError:
+            raise TokenRejected("invalid signature") from None
+        except jwt.DecodeError:
+            raise TokenRejected("malformed token") from None
+        except jwt.InvalidTokenError as error:
+            raise TokenRejected(f"invalid token: {type(error).__name__}") from None
+
+    def _check_claims(self, claims: dict[str, Any], payload: dict[str, Any]) -> None:
+        now = time.time()
+        if not self.accepts_issuer(claims.get("iss")):
+            raise TokenRejected("wrong issuer")
+        audience = claims.get("aud")
+        audiences = [audience] if isinstance(audience, str) else audience
+        if not isinstance(audiences, list) or not any(
+            isinstance(item, str) and normalize_url(item) in self.audiences for item in audiences
+        ):
+            raise TokenRejected("wrong audience")
+        issued_at = claims.get("iat")
+        if issued_at is not None and (not isinstance(issued_at, (int, float)) or issued_at > now + self.leeway_seconds):
+            raise TokenRejected("token not yet valid: nbf or iat is in the future")
+        subject = claims.get("sub")
+        if not isinstance(subject, str) or not subject.strip() or len(subject) > 255 or "\x00" in subject:
+            raise TokenRejected("token has no usable 'sub' claim")

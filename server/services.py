@@ -1,0 +1,82 @@
+"""What the server makes once per process: the engine, the repositories and the schema check."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from store import ConversationRepository, Database, DatabaseConfig, DatabaseUnavailable, TaskRepository, create_engine
+from store import migrate
+from store.errors import is_unavailable
+
+logger = logging.getLogger(__name__)
+
+
+class SchemaNotReady(Exception):
+    """The database schema is not at the migrations' head and the server may not migrate it."""
+
+
+@dataclass
+class Services:
+    database: Database
+    tasks: TaskRepository
+    conversations: ConversationRepository
+    config: DatabaseConfig
+
+
+async def schema_status(database: Database) -> tuple[str | None, str | None]:
+    """Return (current revision, head revision)."""
+    return await migrate.current_revision(database.engine), migrate.head_revision()
+
+
+async def prepare_schema(database: Database, config: DatabaseConfig, auto_migrate: bool | None) -> None:
+    """Upgrade to head when allowed (default: only on SQLite), else refuse a schema behind head."""
+    if auto_migrate is None:
+        auto_migrate = config.backend == "sqlite"
+    current, head = await schema_status(database)
+    if current == head:
+        return
+    if auto_migrate:
+        logger.info("upgrading schema of %s from %s to %s", config.describe(), current or "empty", head)
+        await migrate.upgrade(database.engine)
+        return
+    raise SchemaNotReady(
+        f"the schema of {config.describe()} is at revision {current or 'none'}, not {head}; "
+        "run `taskstore db upgrade` (or start with --auto-migrate)"
+    )
+
+
+@asynccontextmanager
+async def open_services(
+    config: DatabaseConfig,
+    *,
+    auto_migrate: bool | None = None,
+    pool_size: int = 10,
+    max_overflow: int = 10,
+    require_database: bool = True,
+) -> AsyncIterator[Services]:
+    """Make the engine once, check or upgrade the schema, and dispose the engine on exit.
+
+    With ``require_database=False`` an unreachable database is logged instead of raised, so a
+    stdio client still completes its handshake and tools report the database as unavailable
+    until it comes back.
+    """
+    database = Database(create_engine(config, pool_size=pool_size, max_overflow=max_overflow))
+    try:
+        try:
+            await prepare_schema(database, config, auto_migrate)
+        except SchemaNotReady:
+            raise
+        except Exception as error:
+            if not is_unavailable(error) or require_database:
+                raise
+            logger.warning("%s is unavailable at start (%s); tools will retry on each call", config.describe(), type(error).__name__)
+        yield Services(database, TaskRepository(database), ConversationRepository(database), config)
+    finally:
+        await database.dispose()
+        logger.info("closed the connection pool of %s", config.describe())
+
+
+__all__ = ["DatabaseUnavailable", "SchemaNotReady", "Services", "open_services", "prepare_schema", "schema_status"]
