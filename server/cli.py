@@ -46,7 +46,7 @@ def configure_logging(level: str) -> None:
     root.addHandler(handler)
     root.setLevel(level.upper())
     # These libraries log SQL with its parameters at DEBUG or INFO; keep user data out of logs.
-    for noisy in ("sqlalchemy", "aiosqlite", "asyncpg"):
+    for noisy in ("sqlalchemy", "aiosqlite", "asyncpg", "alembic.runtime.plugins"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 
@@ -125,7 +125,7 @@ async def _serve_stdio(settings: Settings, config: DatabaseConfig, data_dir: Pat
     context = ToolContext(identity=Identity(write_scope=settings.write_scope))
     verifier = build_verifier(settings, data_dir, context)
 
-    # The database may be down: the handshake still completes and tools answer "unavailable".
+    # The database may be down: the handshake still completes and tools return "unavailable".
     async with _services(settings, config, require_database=False) as services:
         context.services = services
         try:
@@ -262,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.add_argument(
         "--stateless",
         action="store_true",
-        help="Streamable HTTP without server-side sessions, so any replica can answer any request.",
+        help="Streamable HTTP without server-side sessions, so any replica can serve any request.",
     )
     serve_parser.add_argument(
         "--json-response", action="store_true", help="Answer streamable HTTP requests with JSON instead of SSE streams."

@@ -43,7 +43,7 @@ def _auth_error(status: int, error: str, description: str, metadata_url: str | N
 class BearerGuard:
     """Reject requests to the MCP endpoints whose bearer token is missing, invalid or lacks a scope.
 
-    It runs before the SDK's own bearer check so that a 401 says which check failed
+    It runs before the SDK's own bearer check so that a 401 names the check that failed
     (expired, wrong audience, unknown key, ...), and so that a token without the write scope
     gets 403 for a tool that changes data. Neither response ever contains the token.
     """

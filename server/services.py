@@ -1,4 +1,4 @@
-"""What the server makes once per process: the engine, the repositories and the schema check."""
+"""Per-process services: the engine, the repositories and the schema check at start."""
 
 from __future__ import annotations
 

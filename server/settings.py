@@ -7,7 +7,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    """Every setting of the server; ``TASKSTORE_`` prefixes the names unless an alias says otherwise."""
+    """Every setting of the server; ``TASKSTORE_`` prefixes the names unless an alias is given."""
 
     model_config = SettingsConfigDict(env_prefix="TASKSTORE_", extra="ignore", populate_by_name=True)
 

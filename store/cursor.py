@@ -64,7 +64,7 @@ def _decode(kind: str, cursor: str, field: str, key_length: int) -> list[object]
 
 
 def _as_id(value: object, field: str) -> int:
-    # bool is an int subclass in Python; a cursor never holds one.
+    # bool is an int subclass in Python, and a cursor never contains one.
     if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 2**63:
         raise InvalidCursor(field)
     return value

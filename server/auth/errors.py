@@ -1,4 +1,4 @@
-"""Why a token was rejected."""
+"""The exception for a rejected bearer token."""
 
 
 class TokenRejected(Exception):

@@ -22,7 +22,7 @@ from server.auth.errors import TokenRejected
 MAX_TOKEN_LENGTH = 8192
 ASYMMETRIC_ALGORITHMS = frozenset({"EdDSA", "Ed25519", "ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
 
-# Which key type each algorithm needs, so a header cannot pair an algorithm with another kind of key.
+# The key type of each algorithm, so a header cannot pair an algorithm with another kind of key.
 _KEY_TYPE_OF_ALGORITHM = {
     "EdDSA": "OKP",
     "Ed25519": "OKP",

@@ -14,8 +14,8 @@ from server.auth.jwt import MAX_TOKEN_LENGTH, JwtVerifier, looks_like_jwt, peek
 
 logger = logging.getLogger(__name__)
 
-# The HTTP guard verifies each request's token first; the SDK's bearer backend then asks again
-# for the same token within the same request, and gets this result instead of a second check.
+# The HTTP guard verifies each request's token first; the SDK's bearer backend then verifies again
+# for the same token within the same request and receives this result instead of a second check.
 _verified_in_request: ContextVar[tuple[str, AccessToken] | None] = ContextVar("verified_in_request", default=None)
 
 

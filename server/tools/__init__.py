@@ -17,7 +17,7 @@ provided_arguments: ContextVar[frozenset[str]] = ContextVar("provided_arguments"
 
 @dataclass
 class ToolContext:
-    """What every tool needs: the process's services (set once the lifespan has made them) and the identity."""
+    """The services and identity every tool uses; `services` is set once the process has made them."""
 
     identity: Identity = field(default_factory=Identity)
     services: Services | None = None
