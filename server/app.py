@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 import types
@@ -129,6 +130,8 @@ def build_server(
     register_conversation_tools(server, context)
     for tool in server._tool_manager.list_tools():
         tool.fn_metadata.__class__ = _TextPreservingFuncMetadata
+        # Python before 3.13 keeps a docstring's indentation; the model would read it as is.
+        tool.description = inspect.cleandoc(tool.description)
     return server
 
 

@@ -89,12 +89,6 @@ class TaskRepository:
     async def _insert_once(
         self, connection: AsyncConnection, user_id: str, values: dict[str, Any], key: str
     ) -> TaskRead:
-        existing = select(*_READ_COLUMNS).where(_c.user_id == user_id, _c.idempotency_key == key)
-        found = (await connection.execute(existing)).one_or_none()
-        if found is not None:
-            return _to_task(found)
-        import asyncio; await asyncio.sleep(0.01)
-        return _to_task((await connection.execute(insert(task_table).values(values).returning(*_READ_COLUMNS))).one())
         dialect_insert = postgresql.insert if self._db.is_postgres else sqlite.insert
         statement = (
             dialect_insert(task_table)

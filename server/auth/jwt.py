@@ -61,6 +61,25 @@ def normalize_url(value: str) -> str:
     return value.rstrip("/")
 
 
+_SAFE_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.:/+=@ ")
+
+
+def describe(value: object, limit: int = 64) -> str:
+    """Quote a value taken from an unverified token for a rejection message.
+
+    The message goes into a WWW-Authenticate header and the log, so only plain ASCII
+    characters survive; anything else becomes '?'.
+    """
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    cleaned = "".join(character if character in _SAFE_CHARACTERS else "?" for character in text[:limit])
+    return f"'{cleaned}'" + ("..." if len(text) > limit else "")
+
+
+def canonical_algorithm(name: str) -> str:
+    """'Ed25519' is the fully specified name of EdDSA on the Ed25519 curve (RFC 9864)."""
+    return "EdDSA" if name == "Ed25519" else name
+
+
 def _b64_json(segment: str) -> dict[str, Any]:
     try:
         raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
@@ -98,6 +117,8 @@ class JwtVerifier:
     leeway_seconds: int = 30
     token_types: Sequence[str] | None = None
     required_claims: Sequence[str] = ("exp", "sub")
+    # Appended to "wrong audience", to tell the operator which setting names the audience.
+    audience_hint: str = ""
     _issuer: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -116,26 +137,36 @@ class JwtVerifier:
 
         algorithm = header.get("alg")
         if not isinstance(algorithm, str) or algorithm not in self.algorithms:
-            raise TokenRejected(f"algorithm {algorithm!r} is not allowed; allowed: {', '.join(self.algorithms)}")
+            raise TokenRejected(f"algorithm {describe(algorithm)} is not allowed; allowed: {', '.join(self.algorithms)}")
         if self.token_types is not None:
-            token_type = str(header.get("typ", "")).lower()
-            if token_type not in self.token_types:
-                raise TokenRejected(f"wrong token type {header.get('typ')!r}; expected {', '.join(self.token_types)}")
+            token_type = header.get("typ", "")
+            if not isinstance(token_type, str) or token_type.lower() not in self.token_types:
+                expected = ", ".join(repr(item) if item else "none" for item in self.token_types)
+                raise TokenRejected(f"wrong token type {describe(token_type)}; expected {expected}")
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise TokenRejected("token header has no key id (kid)")
 
         jwk = await self.keys.get_key(kid)
         if jwk is None:
-            raise TokenRejected(f"unknown signing key {kid[:64]!r}")
+            raise TokenRejected(f"unknown signing key {describe(kid)}")
         key_type = jwk.get("kty")
         if _KEY_TYPE_OF_ALGORITHM.get(algorithm) != key_type:
-            raise TokenRejected(f"algorithm {algorithm} does not match the {key_type} signing key")
-        pyjwt_algorithm = "EdDSA" if algorithm == "Ed25519" else algorithm
+            raise TokenRejected(f"algorithm {algorithm} does not match the {describe(key_type)} signing key")
+        # A key that names its algorithm may only verify that algorithm (an RS256 key never
+        # verifies a PS256 token); EdDSA and Ed25519 are two names of one algorithm here.
+        key_algorithm = jwk.get("alg")
+        if key_algorithm is not None and (
+            not isinstance(key_algorithm, str) or canonical_algorithm(key_algorithm) != canonical_algorithm(algorithm)
+        ):
+            raise TokenRejected(f"algorithm {algorithm} does not match the key's algorithm {describe(key_algorithm)}")
+        if algorithm == "Ed25519" and jwk.get("crv") != "Ed25519":
+            raise TokenRejected(f"algorithm Ed25519 does not match the key's curve {describe(jwk.get('crv'))}")
+        pyjwt_algorithm = canonical_algorithm(algorithm)
         try:
             key = PyJWK({**jwk, "alg": pyjwt_algorithm}).key
         except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError):
-            raise TokenRejected(f"signing key {kid[:64]!r} is not usable") from None
+            raise TokenRejected(f"signing key {describe(kid)} is not usable") from None
 
         claims = self._decode(token, key, pyjwt_algorithm)
         self._check_claims(claims, payload)
@@ -171,13 +202,13 @@ class JwtVerifier:
     def _check_claims(self, claims: dict[str, Any], payload: dict[str, Any]) -> None:
         now = time.time()
         if not self.accepts_issuer(claims.get("iss")):
-            raise TokenRejected("wrong issuer")
+            raise TokenRejected(f"wrong issuer {describe(claims.get('iss'))}; expected '{self._issuer}'")
         audience = claims.get("aud")
         audiences = [audience] if isinstance(audience, str) else audience
         if not isinstance(audiences, list) or not any(
             isinstance(item, str) and normalize_url(item) in self.audiences for item in audiences
         ):
-            raise TokenRejected("wrong audience")
+            raise TokenRejected(f"wrong audience{self.audience_hint}")
         issued_at = claims.get("iat")
         if issued_at is not None and (not isinstance(issued_at, (int, float)) or issued_at > now + self.leeway_seconds):
             raise TokenRejected("token not yet valid: nbf or iat is in the future")

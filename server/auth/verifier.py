@@ -10,12 +10,13 @@ from typing import Any, Protocol
 from mcp.server.auth.provider import AccessToken, TokenVerifier
 
 from server.auth.errors import TokenRejected
-from server.auth.jwt import MAX_TOKEN_LENGTH, JwtVerifier, looks_like_jwt, peek
+from server.auth.jwt import MAX_TOKEN_LENGTH, JwtVerifier, describe, looks_like_jwt, peek
 
 logger = logging.getLogger(__name__)
 
-# The HTTP guard verifies each request's token first; the SDK's bearer backend then verifies again
-# for the same token within the same request and receives this result instead of a second check.
+# The HTTP guard verifies each request's token first. The SDK's bearer backend then calls
+# verify_token with the same token in the same request and receives this result, so no token is
+# checked twice.
 _verified_in_request: ContextVar[tuple[str, AccessToken] | None] = ContextVar("verified_in_request", default=None)
 
 
@@ -57,11 +58,8 @@ class ServerTokenVerifier(TokenVerifier):
                 raise TokenRejected("malformed token: expected a JWT")
             return await self.opaque.verify(token)
 
-        _, payload = peek(token)
-        issuer = payload.get("iss")
-        verifier = next((item for item in self.jwt_verifiers if item.accepts_issuer(issuer)), None)
-        if verifier is None:
-            raise TokenRejected("untrusted issuer")
+        header, payload = peek(token)
+        verifier = self._verifier_for(header, payload)
         claims = await verifier.verify(token)
         client_id = claims.get("client_id") or claims.get("azp") or verifier.name
         return AccessToken(
@@ -73,6 +71,20 @@ class ServerTokenVerifier(TokenVerifier):
             resource=None,
             claims={key: claims[key] for key in ("iss", "aud", "jti", "typ") if key in claims},
         )
+
+    def _verifier_for(self, header: dict[str, Any], payload: dict[str, Any]) -> JwtVerifier:
+        """Pick the verifier by the token's issuer; when two share an issuer, by the token type."""
+        issuer = payload.get("iss")
+        candidates = [item for item in self.jwt_verifiers if item.accepts_issuer(issuer)]
+        if not candidates:
+            trusted = ", ".join(f"'{item.issuer}'" for item in self.jwt_verifiers)
+            raise TokenRejected(f"untrusted issuer {describe(issuer)}; this server accepts {trusted}")
+        token_type = header.get("typ", "")
+        token_type = token_type.lower() if isinstance(token_type, str) else None
+        for candidate in candidates:
+            if candidate.token_types is not None and token_type in candidate.token_types:
+                return candidate
+        return next((item for item in candidates if item.token_types is None), candidates[0])
 
     async def verify_token(self, token: str) -> AccessToken | None:
         remembered = _verified_in_request.get()

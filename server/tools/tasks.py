@@ -64,6 +64,9 @@ def _empty_note(filters: TaskFilter) -> str:
         for name, value in filters.model_dump(exclude_defaults=True, mode="json").items()
         if value not in (None, False)
     ]
+    if active == ["status=pending"]:
+        # list_tasks filters on pending by default; a caller who passed no filter gets this.
+        return "No pending tasks. Create one with create_task, or pass status='all' to include completed ones."
     if active:
         return f"No tasks match the filters ({', '.join(active)}). Try status='all' or fewer filters."
     return "No tasks yet. Create one with create_task."

@@ -57,14 +57,14 @@ async def _not_found_pair(call: Callable[[int], Awaitable[object]], other_id: in
 
 
 async def _count(database: Database, user: str, table: Any, *conditions: Any) -> int:
-    """Count ``user``'s rows of ``table``; the store's transaction passes PostgreSQL's row-level security."""
+    """Count ``user``'s rows of ``table`` inside the store's transaction, which row-level security lets through."""
     query = select(func.count()).select_from(table).where(table.c.user_id == user, *conditions)
     async with database.transaction(user, "count rows in a test") as connection:
         return (await connection.execute(query)).scalar_one()
 
 
 async def _set_column(database: Database, user: str, table: Any, column: str, value: Any) -> None:
-    """Write ``value`` into a column of all ``user``'s rows, to build states the API cannot, such as equal timestamps."""
+    """Write ``value`` into a column of all ``user``'s rows, to build states the API cannot, such as equal times."""
     async with database.transaction(user, "set a column in a test") as connection:
         await connection.execute(update(table).where(table.c.user_id == user).values({column: value}))
 
@@ -117,14 +117,16 @@ async def test_other_users_cursor_pages_only_own_tasks(tasks: TaskRepository, us
 async def test_update_task_hides_other_users_task(tasks: TaskRepository, user_ids: tuple[str, str]) -> None:
     a, b = user_ids
     theirs = await tasks.create_task(b, {"title": "B's task"})
-    other, missing = await _not_found_pair(lambda task_id: tasks.update_task(a, task_id, {"title": "hijacked"}), theirs.id)
+    other, missing = await _not_found_pair(
+        lambda task_id: tasks.update_task(a, task_id, {"title": "hijacked"}), theirs.id
+    )
     assert type(other) is TaskNotFound
     assert type(missing) is TaskNotFound
     assert _message_shape(other) == _message_shape(missing)
     assert await tasks.get_task(b, theirs.id) == theirs
 
 
-async def test_update_task_with_wrong_version_hides_other_users_task(
+async def test_versioned_update_hides_other_users_task(
     tasks: TaskRepository, user_ids: tuple[str, str]
 ) -> None:
     # A version conflict would reveal that the row exists.
@@ -300,10 +302,10 @@ async def test_operation_on_deleted_task_leaves_it_unchanged(
 
 async def test_deleted_task_is_hidden_from_list(tasks: TaskRepository, user_ids: tuple[str, str]) -> None:
     user, _ = user_ids
-    kept = await tasks.create_task(user, {"title": "kept"})
-    await tasks.soft_delete_task(user, (await tasks.create_task(user, {"title": "gone"})).id)
+    active = await tasks.create_task(user, {"title": "active"})
+    await tasks.soft_delete_task(user, (await tasks.create_task(user, {"title": "deleted"})).id)
     page = await tasks.get_active_tasks(user, {"status": "all"})
-    assert [task.id for task in page.items] == [kept.id]
+    assert [task.id for task in page.items] == [active.id]
 
 
 async def test_deleted_task_appears_in_list_deleted_tasks(tasks: TaskRepository, user_ids: tuple[str, str]) -> None:
@@ -402,11 +404,11 @@ async def test_deleted_conversation_is_hidden_from_list(
     conversations: ConversationRepository, user_ids: tuple[str, str]
 ) -> None:
     user, _ = user_ids
-    kept = await conversations.create_conversation(user, "kept")
-    gone = await conversations.create_conversation(user, "gone")
-    await conversations.soft_delete_conversation(user, gone.id)
+    active = await conversations.create_conversation(user, "active")
+    deleted = await conversations.create_conversation(user, "deleted")
+    await conversations.soft_delete_conversation(user, deleted.id)
     page = await conversations.list_conversations(user)
-    assert [conversation.id for conversation in page.items] == [kept.id]
+    assert [conversation.id for conversation in page.items] == [active.id]
 
 
 # --- lists: pagination -------------------------------------------------------------------------
@@ -420,7 +422,7 @@ async def test_pagination_returns_every_task_once_in_order(tasks: TaskRepository
     assert [task_id for page in pages for task_id in page] == created
 
 
-async def test_pagination_with_filter_returns_every_match_once(tasks: TaskRepository, user_ids: tuple[str, str]) -> None:
+async def test_filtered_pagination_returns_each_once(tasks: TaskRepository, user_ids: tuple[str, str]) -> None:
     user, _ = user_ids
     created = [(await tasks.create_task(user, {"title": f"task {i}", "priority": "high"})).id for i in range(5)]
     await tasks.create_task(user, {"title": "low one", "priority": "low"})
@@ -497,7 +499,7 @@ async def test_conversation_pagination_with_equal_update_times(
 
 @pytest.fixture(scope="module")
 async def many_tasks(database: Database) -> tuple[str, list[int]]:
-    """A user with one task more than the largest page, shared by the page size tests."""
+    """Create a user with one task more than the largest page, for the page size tests."""
     user = f"user-many-{uuid.uuid4().hex[:10]}"
     repository = TaskRepository(database)
     ids = [(await repository.create_task(user, {"title": f"task {i}"})).id for i in range(MAX_PAGE_SIZE + 1)]
@@ -617,7 +619,10 @@ PENDING = [name for name in ALL_ACTIVE if name != "beta"]
 
 @pytest.fixture(scope="module")
 async def filter_tasks(database: Database) -> tuple[str, dict[str, int]]:
-    """A user with FILTER_TASKS (beta completed), a deleted task and another user's task, all matching much."""
+    """Create FILTER_TASKS for a new user and complete beta.
+
+    It also adds a deleted task and another user's task, which match most filters but must never be listed.
+    """
     user = f"user-filter-{uuid.uuid4().hex[:10]}"
     repository = TaskRepository(database)
     ids = {name: (await repository.create_task(user, data)).id for name, data in FILTER_TASKS.items()}
@@ -639,7 +644,7 @@ async def filter_tasks(database: Database) -> tuple[str, dict[str, int]]:
         pytest.param({"priority": "high"}, ["alpha"], id="priority-high"),
         pytest.param({"priority": "medium"}, ["gamma"], id="priority-medium"),
         pytest.param({"priority": "low"}, ["beta"], id="priority-low"),
-        # due_before excludes its own instant; due_after includes it.
+        # due_before excludes its own instant, but due_after includes it.
         pytest.param({"due_before": "2000-06-01T00:00:00Z"}, ["alpha"], id="due-before-exclusive"),
         pytest.param({"due_before": "2000-06-01T02:00:00.000001+02:00"}, ["alpha", "beta"], id="due-before-offset"),
         pytest.param({"due_after": "2000-06-01T00:00:00Z"}, ["beta", "gamma"], id="due-after-inclusive"),
@@ -719,7 +724,7 @@ async def test_history_before_walks_back_to_start(
     assert pages == [ids[4:], ids[1:4], ids[:1]]
 
 
-async def test_history_of_full_last_page_has_no_next_cursor(
+async def test_full_last_history_page_ends(
     conversations: ConversationRepository, user_ids: tuple[str, str]
 ) -> None:
     user, _ = user_ids
@@ -744,7 +749,8 @@ async def test_history_keeps_content_and_role(conversations: ConversationReposit
     await conversations.add_message(user, conversation.id, "user", "question")
     await conversations.add_message(user, conversation.id, "assistant", "answer")
     page = await conversations.get_history(user, conversation.id)
-    assert [(message.role, message.content) for message in page.items] == [("user", "question"), ("assistant", "answer")]
+    expected = [("user", "question"), ("assistant", "answer")]
+    assert [(message.role, message.content) for message in page.items] == expected
 
 
 async def test_add_message_moves_conversation_updated_at(
@@ -795,7 +801,7 @@ async def test_create_task_without_key_writes_each_call(
     assert await _count(database, user, Task.__table__) == 2
 
 
-async def test_concurrent_create_task_with_one_key_writes_one_row(
+async def test_concurrent_create_task_writes_once(
     tasks: TaskRepository, database: Database, user_ids: tuple[str, str]
 ) -> None:
     user, _ = user_ids
@@ -835,7 +841,7 @@ async def test_add_message_retry_writes_one_row(
     assert await _count_messages_with_key(database, user, "retry-1") == 1
 
 
-async def test_concurrent_add_message_with_one_key_writes_one_row(
+async def test_concurrent_add_message_writes_once(
     conversations: ConversationRepository, database: Database, user_ids: tuple[str, str]
 ) -> None:
     user, _ = user_ids
@@ -872,7 +878,7 @@ VERSIONED_OPERATIONS = [
 
 @pytest.fixture
 async def completed_task(tasks: TaskRepository, user_ids: tuple[str, str]) -> Any:
-    """A completed task at version 2, so every versioned operation would change it."""
+    """Create a completed task at version 2 for the versioned operations to act on."""
     user, _ = user_ids
     task = await tasks.create_task(user, {"title": "versioned", "description": "text"})
     return await tasks.complete_task(user, task.id)
@@ -942,7 +948,9 @@ async def test_update_leaves_omitted_fields_unchanged(tasks: TaskRepository, use
     task = await tasks.create_task(user, full)
     updated = await tasks.update_task(user, task.id, {"title": "renamed"})
     assert updated.title == "renamed"
-    assert (updated.description, updated.priority, updated.due_at) == (task.description, task.priority, task.due_at)
+    assert updated.description == task.description
+    assert updated.priority == task.priority
+    assert updated.due_at == task.due_at
 
 
 @pytest.mark.parametrize("field", ["description", "priority", "due_at"])
@@ -957,7 +965,9 @@ async def test_update_with_explicit_none_clears_field(
 
 
 @pytest.mark.parametrize("field", ["description", "priority", "due_at"])
-async def test_clearing_one_field_keeps_the_others(tasks: TaskRepository, user_ids: tuple[str, str], field: str) -> None:
+async def test_clearing_one_field_keeps_others(
+    tasks: TaskRepository, user_ids: tuple[str, str], field: str
+) -> None:
     user, _ = user_ids
     full = {"title": "full", "description": "text", "priority": "high", "due_at": "2030-01-01T00:00:00Z"}
     task = await tasks.create_task(user, full)
@@ -1007,7 +1017,7 @@ async def test_add_message_to_missing_conversation_touches_no_conversation(
 
 
 class MessageInsertFailure:
-    """Replaces every INSERT into the message table, once started, with a statement the database rejects."""
+    """An injected fault that replaces every INSERT into the message table with a statement the database rejects."""
 
     def __init__(self, database: Database) -> None:
         self._engine = database.engine.sync_engine
@@ -1039,7 +1049,7 @@ def message_insert_failure(database: Database) -> Iterator[MessageInsertFailure]
 async def test_failed_message_insert_rolls_back_conversation_touch(
     conversations: ConversationRepository, user_ids: tuple[str, str], message_insert_failure: MessageInsertFailure
 ) -> None:
-    # add_message moves updated_at before it inserts; a failed insert must undo that move.
+    # add_message moves updated_at before it inserts, so a failed insert must undo that move.
     user, _ = user_ids
     conversation = await conversations.create_conversation(user, "chat")
     message_insert_failure.start()
@@ -1080,7 +1090,7 @@ async def test_failed_message_insert_error_hides_sql(
 
 @pytest.fixture
 async def fresh_engine(backend: str, sqlite_dir: Path, request: pytest.FixtureRequest) -> AsyncIterator[AsyncEngine]:
-    """An engine on a new, empty database; the conftest fixtures drop PostgreSQL ones at the end."""
+    """Create an engine on a new, empty database. The conftest fixtures drop PostgreSQL ones at session end."""
     url = await make_database_url(backend, sqlite_dir, request)
     engine = create_engine(database_config(url))
     yield engine

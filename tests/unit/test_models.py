@@ -378,14 +378,14 @@ async def test_task_filter_accepts_search_of_200(tasks: TaskRepository, user_ids
 # --- UTCDateTime -------------------------------------------------------------------------------
 
 
-async def test_due_at_with_offset_reads_back_as_same_instant(tasks: TaskRepository, user_ids: tuple[str, str]) -> None:
+async def test_offset_due_at_keeps_instant(tasks: TaskRepository, user_ids: tuple[str, str]) -> None:
     user, _ = user_ids
     created = await tasks.create_task(user, {"title": "t", "due_at": "2026-12-05T10:00:00.123456+02:00"})
     fetched = await tasks.get_task(user, created.id)
     assert fetched.due_at == datetime(2026, 12, 5, 8, 0, 0, 123_456, tzinfo=UTC)
 
 
-async def test_due_at_with_offset_reads_back_in_utc(tasks: TaskRepository, user_ids: tuple[str, str]) -> None:
+async def test_offset_due_at_reads_back_in_utc(tasks: TaskRepository, user_ids: tuple[str, str]) -> None:
     user, _ = user_ids
     created = await tasks.create_task(
         user, {"title": "t", "due_at": datetime(2026, 12, 5, 10, tzinfo=timezone(timedelta(hours=2)))}
