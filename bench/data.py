@@ -252,10 +252,12 @@ def _message_records(owners: list[int], start: int, stop: int) -> Iterator[tuple
 # --- SQLite ------------------------------------------------------------------------------------
 
 
-async def ensure_sqlite(profile: Profile, directory: Path, *, rebuild: bool = False) -> tuple[Path, float | None]:
+async def ensure_sqlite(
+    profile: Profile, directory: Path, name: str, *, rebuild: bool = False
+) -> tuple[Path, float | None]:
     """A SQLite file with ``profile.sqlite_users`` users and the growth users; reused like PostgreSQL's."""
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{profile.database}.sqlite"
+    path = directory / f"{name}.sqlite"
     spec = json.dumps({**profile.spec(), "users": profile.sqlite_users}, sort_keys=True)
     if rebuild:
         for suffix in ("", "-wal", "-shm"):

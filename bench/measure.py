@@ -17,6 +17,7 @@ class Run:
 
     latencies: list[float]
     wall: float
+    server_cpu: float | None = None  # CPU seconds the server process used during the run
 
     @property
     def calls(self) -> int:
@@ -46,6 +47,8 @@ class Result:
     calls: int
     repeats: int
     concurrency: int
+    server_cpu_ms: float | None = None  # median server CPU per call
+
 
     @classmethod
     def of(cls, name: str, runs: Sequence[Run], concurrency: int) -> Result:
@@ -57,6 +60,9 @@ class Result:
             calls=sum(run.calls for run in runs),
             repeats=len(runs),
             concurrency=concurrency,
+            server_cpu_ms=statistics.median(run.server_cpu / run.calls * 1000 for run in runs)
+            if all(run.server_cpu is not None and run.calls for run in runs)
+            else None,
         )
 
 

@@ -13,11 +13,12 @@ from mcp.server.auth.provider import TokenVerifier
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.context import Context
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata
 from mcp_types import CallToolResult, InputRequiredResult
 from pydantic import ValidationError
 
+from server.errors import GENERIC_FAILURE
 from server.tools import ToolContext, provided_arguments
 from server.tools.conversations import register_conversation_tools
 from server.tools.tasks import register_task_tools
@@ -93,6 +94,10 @@ class TaskstoreServer(MCPServer):
             token = provided_arguments.set(frozenset(arguments))
             try:
                 result = await super().call_tool(name, arguments, context)
+            except UnexpectedToolError as error:
+                # A crash outside the store's error handling: log it whole, tell the model little.
+                logger.error("tool %s failed unexpectedly", name, exc_info=error.__cause__ or error)
+                raise ToolError(GENERIC_FAILURE.format(tool=name)) from None
             except ToolError as error:
                 if isinstance(error.__cause__, ValidationError):
                     outcome = "invalid"
@@ -130,7 +135,7 @@ def build_server(
     register_conversation_tools(server, context)
     for tool in server._tool_manager.list_tools():
         tool.fn_metadata.__class__ = _TextPreservingFuncMetadata
-        # Python before 3.13 keeps a docstring's indentation; the model would read it as is.
+        # Python before 3.13 keeps a docstring's indentation, which clients would show to the model.
         tool.description = inspect.cleandoc(tool.description)
     return server
 

@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 
 from server.settings import Settings
-from store import ConfigurationError, DatabaseConfig, database_config
+from store import ConfigurationError, DatabaseConfig, StoreError, database_config
 from store.engine import default_data_dir, ensure_data_dir
 
 logger = logging.getLogger("taskstore")
@@ -57,6 +57,11 @@ def _redact(text: str, config: DatabaseConfig) -> str:
 
 def _database_error(error: Exception, config: DatabaseConfig) -> CommandError | None:
     """A one-line CommandError for a connection or driver error, else None."""
+    if isinstance(error, StoreError):
+        # The store wraps driver errors (the purge does); the driver's reason is the useful part.
+        cause = error.__cause__
+        found = _database_error(cause, config) if isinstance(cause, Exception) else None
+        return found or CommandError(f"{config.describe()}: {error}")
     if isinstance(error, (OSError, TimeoutError)):
         return CommandError(f"cannot connect to {config.describe()}: {_redact(str(error), config)}")
     if type(error).__module__.startswith(("asyncpg", "sqlalchemy")):
@@ -139,6 +144,8 @@ async def _serve_stdio(settings: Settings, config: DatabaseConfig, data_dir: Pat
         try:
             access_token = await verifier.check(settings.token.get_secret_value())
         except TokenRejected as rejection:
+            if rejection.status >= 500:
+                raise CommandError(f"cannot check TASKSTORE_TOKEN now: {rejection.reason}") from None
             raise CommandError(f"TASKSTORE_TOKEN was rejected: {rejection.reason}; renew the token") from None
         auth_context_var.set(AuthenticatedUser(access_token))
         server = build_server(context, log_level=settings.log_level)
@@ -158,10 +165,20 @@ async def _serve_http(args: argparse.Namespace, settings: Settings, config: Data
 
     path = "/sse" if args.transport == "sse" else "/mcp"
     resource_url = settings.resource_url or f"http://{args.host}:{args.port}{path}"
+    # OAuth access tokens are checked against this URL (their aud), also when it was not configured.
+    settings = settings.model_copy(update={"resource_url": resource_url})
     context = ToolContext(identity=Identity(write_scope=settings.write_scope))
     verifier = build_verifier(settings, data_dir, context)
-    issuer_url = (settings.oauth_issuer or (settings.better_auth_url.rstrip("/") + "/api/auth")) if settings.better_auth_url else resource_url
-    auth = AuthSettings(issuer_url=issuer_url, resource_server_url=resource_url, validate_token_resource=False)
+    # RFC 9728 metadata names the authorization server that issues tokens for this resource.
+    # The development issuer is none (it has no authorize or token endpoint), so without
+    # Better Auth no metadata is published and clients are not sent to look for one.
+    if settings.better_auth_url:
+        from server.auth.better_auth import auth_base_url
+
+        issuer_url = settings.oauth_issuer or auth_base_url(settings.better_auth_url)
+        auth = AuthSettings(issuer_url=issuer_url, resource_server_url=resource_url, validate_token_resource=False)
+    else:
+        auth = AuthSettings(issuer_url=resource_url, resource_server_url=None)
 
     async with _services(settings, config, require_database=True) as services:
         context.services = services
@@ -178,6 +195,7 @@ async def _serve_http(args: argparse.Namespace, settings: Settings, config: Data
             allowed_hosts=settings.allowed_hosts,
             allowed_origins=settings.allowed_origins,
             read_only_tools=read_only_tools(server),
+            resource_metadata=auth.resource_server_url is not None,
         )
         uvicorn_config = uvicorn.Config(
             app, host=args.host, port=args.port, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=5
@@ -267,7 +285,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve_parser = commands.add_parser("serve", help="Run the MCP server.", description="Run the MCP server.")
+    serve_parser = commands.add_parser(
+        "serve",
+        help="Run the MCP server.",
+        description="Run the MCP server.",
+        epilog="Tokens: over stdio from TASKSTORE_TOKEN, checked once at start; over HTTP from each request's "
+        "Authorization: Bearer header. Without BETTER_AUTH_URL the local development issuer "
+        "(`taskstore token issue`) signs them. With BETTER_AUTH_URL the server accepts Better Auth JWTs, "
+        "MCP OAuth access tokens and session tokens instead; see docs/auth.md for the settings.",
+    )
     serve_parser.add_argument(
         "--transport", choices=TRANSPORTS, default="stdio", help="Protocol transport (default: stdio)."
     )

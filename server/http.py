@@ -30,7 +30,9 @@ MAX_INSPECTED_BODY = 4 * 1024 * 1024
 
 
 def _auth_error(status: int, error: str, description: str, metadata_url: str | None) -> Response:
-    parts = [f'error="{error}"', f'error_description="{description}"']
+    # The description may quote parts of an unverified token: keep the header a valid quoted string.
+    header_description = "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in description)
+    parts = [f'error="{error}"', f'error_description="{header_description}"']
     if metadata_url:
         parts.append(f'resource_metadata="{metadata_url}"')
     return JSONResponse(
@@ -79,18 +81,18 @@ class BearerGuard:
             access_token = await self.verifier.check(token)
         except TokenRejected as rejection:
             logger.info("HTTP request rejected: %s", rejection.reason)
-            await _auth_error(401, "invalid_token", rejection.reason, self.metadata_url)(scope, receive, send)
+            await _auth_error(rejection.status, rejection.error, rejection.reason, self.metadata_url)(scope, receive, send)
             return
         remember_verified(token.strip(), access_token)
 
         if scope["method"] == "POST" and not self.identity.may_write(access_token.scopes):
             body = await _read_body(receive)
-            tool = _called_tool(body)
-            if tool is not None and tool not in self.read_only_tools:
+            tool = next((name for name in _called_tools(body) if name not in self.read_only_tools), None)
+            if tool is not None:
                 description = f"tool {tool[:100]} needs the {self.identity.write_scope} scope"
                 await _auth_error(403, "insufficient_scope", description, self.metadata_url)(scope, receive, send)
                 return
-            receive = _replay(body)
+            receive = _replay(body, receive)
         await self.app(scope, receive, send)
 
 
@@ -111,32 +113,37 @@ async def _read_body(receive: Receive) -> bytes:
     return b"".join(chunks)
 
 
-def _replay(body: bytes) -> Callable[[], Awaitable[Message]]:
+def _replay(body: bytes, receive: Receive) -> Callable[[], Awaitable[Message]]:
+    """Hand the app the body already read, then the real channel, which waits for a disconnect.
+
+    Answering a disconnect at once would make the transport drop its streamed response.
+    """
     sent = False
 
-    async def receive() -> Message:
+    async def replay() -> Message:
         nonlocal sent
         if sent:
-            return {"type": "http.disconnect"}
+            return await receive()
         sent = True
         return {"type": "http.request", "body": body, "more_body": False}
 
-    return receive
+    return replay
 
 
-def _called_tool(body: bytes) -> str | None:
-    """Return the tool a JSON-RPC body calls ('' when it calls one we cannot name), else None."""
+def _called_tools(body: bytes) -> list[str]:
+    """The tools a JSON-RPC body calls, batches included ('' for a call we cannot name)."""
     try:
         payload = json.loads(body)
     except ValueError:
-        return None
+        return []
     messages = payload if isinstance(payload, list) else [payload]
+    names: list[str] = []
     for message in messages:
         if isinstance(message, dict) and message.get("method") == "tools/call":
             params = message.get("params")
             name = params.get("name") if isinstance(params, dict) else None
-            return name if isinstance(name, str) else ""
-    return None
+            names.append(name if isinstance(name, str) else "")
+    return names
 
 
 def health_routes(context: ToolContext) -> list[Route]:
@@ -185,6 +192,7 @@ def build_http_app(
     allowed_hosts: list[str] | None = None,
     allowed_origins: list[str] | None = None,
     read_only_tools: frozenset[str] = frozenset(),
+    resource_metadata: bool = True,
 ) -> Starlette:
     """Wrap the SDK's transport app with health routes and the bearer guard.
 
@@ -212,7 +220,7 @@ def build_http_app(
             yield
             logger.info("stopping %s server", transport)
 
-    metadata_url = str(build_resource_metadata_url(AnyHttpUrl(resource_url)))
+    metadata_url = str(build_resource_metadata_url(AnyHttpUrl(resource_url))) if resource_metadata else None
     app = Starlette(routes=[*health_routes(context), Mount("/", app=inner)], lifespan=lifespan)
     app.add_middleware(
         BearerGuard,

@@ -27,16 +27,25 @@ class Task(BaseModel):
 
     @classmethod
     def full(cls, task: TaskRead) -> Task:
-        return cls.model_construct(**task.__dict__, description_truncated=False)
+        return cls.model_construct(**_task_fields(task), description_truncated=False)
 
     @classmethod
     def summary(cls, task: TaskRead) -> Task:
-        fields = dict(task.__dict__)
+        fields = _task_fields(task)
         description = fields["description"]
         truncated = description is not None and len(description) > SUMMARY_DESCRIPTION_CHARS
         if truncated:
             fields["description"] = description[:SUMMARY_DESCRIPTION_CHARS]
         return cls.model_construct(**fields, description_truncated=truncated)
+
+
+def _task_fields(task: TaskRead) -> dict[str, object]:
+    # The store builds rows without validation, so priority arrives as text. The serializer
+    # of this model expects the enum and warns otherwise.
+    fields = dict(task.__dict__)
+    if fields["priority"] is not None:
+        fields["priority"] = Priority(fields["priority"])
+    return fields
 
 
 class TaskList(BaseModel):
@@ -105,6 +114,7 @@ class Message(BaseModel):
     @classmethod
     def of(cls, message: MessageRead, max_chars: int | None = None) -> Message:
         fields = dict(message.__dict__)
+        fields["role"] = Role(fields["role"])
         truncated = max_chars is not None and len(fields["content"]) > max_chars
         if truncated:
             fields["content"] = fields["content"][:max_chars]

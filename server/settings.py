@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field, SecretStr
+import re
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -38,15 +40,68 @@ class Settings(BaseSettings):
     )
 
     # Better Auth
-    better_auth_url: str | None = Field(default=None, validation_alias=AliasChoices("BETTER_AUTH_URL"))
-    better_auth_secret: SecretStr | None = Field(default=None, validation_alias=AliasChoices("BETTER_AUTH_SECRET"))
-    jwks_url: str | None = None
-    jwt_issuer: str | None = None
-    jwt_audience: str | None = None
-    jwt_algorithms: list[str] = Field(default_factory=lambda: ["EdDSA", "ES256", "ES512", "RS256", "PS256"])
-    jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
-    session_table: str = "session"
+    better_auth_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("BETTER_AUTH_URL"),
+        description="Base URL of the Better Auth app, such as https://app.example.com; enables Better Auth tokens.",
+    )
+    better_auth_secret: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("BETTER_AUTH_SECRET"),
+        description="Better Auth's secret; checks the signature of signed session tokens (token.signature).",
+    )
+    jwks_url: str | None = Field(default=None, description="JWKS URL; default: BETTER_AUTH_URL + /api/auth/jwks.")
+    jwks_cache_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        le=86400,
+        description="How long fetched JWKS keys are used before the next fetch; a removed key is refused after this.",
+    )
+    jwks_refetch_interval_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        le=3600,
+        description="Least time between two JWKS fetches, so tokens with unknown key ids cannot flood Better Auth.",
+    )
+    jwt_issuer: str | None = Field(default=None, description="iss of Better Auth JWTs; default: the origin of BETTER_AUTH_URL.")
+    jwt_audience: str | None = Field(
+        default=None, description="aud of Better Auth JWTs; default: the origin of BETTER_AUTH_URL."
+    )
+    jwt_algorithms: list[str] = Field(
+        default_factory=lambda: ["EdDSA", "ES256", "ES512", "RS256", "PS256"],
+        description="JWT signature algorithms accepted (asymmetric only); EdDSA also admits the name Ed25519.",
+    )
+    jwt_leeway_seconds: int = Field(default=30, ge=0, le=300, description="Clock skew allowed on exp, nbf and iat.")
+    session_table: str = Field(default="session", description="Better Auth's session table (its modelName).")
+    user_table: str = Field(default="user", description="Better Auth's user table (its modelName).")
     session_tokens: bool = Field(default=True, description="Accept Better Auth session tokens (bearer plugin).")
-    oauth_issuer: str | None = None
-    write_scope: str = "tasks:write"
+    session_require_signature: bool = Field(
+        default=False,
+        description="Accept only signed session tokens (token.signature), like bearer({ requireSignature: true }).",
+    )
+    oauth_issuer: str | None = Field(
+        default=None, description="iss of MCP OAuth access tokens; default: BETTER_AUTH_URL + /api/auth."
+    )
+    write_scope: str = Field(
+        default="tasks:write",
+        description="Scope a token that carries scopes needs to change data; empty turns scope checks off.",
+    )
     read_scope: str = "tasks:read"
+
+    @field_validator("jwt_algorithms")
+    @classmethod
+    def _asymmetric_only(cls, value: list[str]) -> list[str]:
+        allowed = {"EdDSA", "Ed25519", "ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
+        unsupported = [name for name in value if name not in allowed]
+        if unsupported or not value:
+            raise ValueError(
+                f"TASKSTORE_JWT_ALGORITHMS must list asymmetric algorithms among {', '.join(sorted(allowed))}"
+            )
+        return value
+
+    @field_validator("session_table", "user_table")
+    @classmethod
+    def _plain_identifier(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", value):
+            raise ValueError("a table name may hold only letters, digits and underscores")
+        return value

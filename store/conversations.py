@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import exists, insert, select, tuple_, update
+from sqlalchemy import Integer, Select, bindparam, exists, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 
 from store.cursor import decode_id_cursor, decode_time_id_cursor, encode_cursor
 from store.database import Database
 from store.errors import ConversationNotFound, InvalidInput
-from store.models import ID_MAX, Conversation, ConversationCreate, ConversationRead, Message, MessageCreate, MessageRead
+from store.models import (
+    ID_MAX,
+    Conversation,
+    ConversationCreate,
+    ConversationRead,
+    Message,
+    MessageCreate,
+    MessageRead,
+    Role,
+)
 from store.pagination import DEFAULT_PAGE_SIZE, Page, check_limit
+from store.rows import constructor
 from store.types import utc_now
 
 conversation_table = Conversation.__table__
@@ -27,12 +38,25 @@ _CONVERSATION_KIND = "c"
 _HISTORY_KIND = "m"
 
 
+_build_conversation = constructor(ConversationRead)
+_build_message = constructor(MessageRead)
+# Statements read _CONVERSATION_COLUMNS and _MESSAGE_COLUMNS, in these orders.
+_CONVERSATION_FIELDS = tuple(ConversationRead.model_fields)
+_MESSAGE_FIELDS = tuple(MessageRead.model_fields)
+
+
 def _to_conversation(row: Row[Any]) -> ConversationRead:
-    return ConversationRead.model_construct(**row._mapping)
+    return _build_conversation(dict(zip(_CONVERSATION_FIELDS, row)))
+
+
+_ROLES = {role.value: role for role in Role}
 
 
 def _to_message(row: Row[Any]) -> MessageRead:
-    return MessageRead.model_construct(**row._mapping)
+    # As in store.tasks: the enum field gets the enum, not the column's text.
+    values = dict(zip(_MESSAGE_FIELDS, row))
+    values["role"] = _ROLES[values["role"]]
+    return _build_message(values)
 
 
 def _valid_conversation_id(conversation_id: object) -> int:
@@ -48,6 +72,23 @@ def _validate(model: type[Any], data: Mapping[str, Any]) -> Any:
         return model.model_validate(data)
     except ValidationError as error:
         raise InvalidInput.from_validation_error(error) from None
+
+
+# Built once with named parameters, so a call neither rebuilds them nor recomputes their cache keys.
+_ACTIVE_CONVERSATION = select(
+    exists().where(
+        _conv.id == bindparam("conversation_id"), _conv.user_id == bindparam("user_id"), _conv.deleted_at.is_(None)
+    )
+)
+
+
+@lru_cache(maxsize=2)
+def _history_query(before: bool) -> Select[Any]:
+    """Return the history statement, with or without the ``before`` cursor condition."""
+    conditions = [_msg.conversation_id == bindparam("conversation_id"), _msg.user_id == bindparam("user_id")]
+    if before:
+        conditions.append(_msg.id < bindparam("before_id"))
+    return select(*_MESSAGE_COLUMNS).where(*conditions).order_by(_msg.id.desc()).limit(bindparam("limit", type_=Integer))
 
 
 class ConversationRepository:
@@ -169,17 +210,13 @@ class ConversationRepository:
         """
         conversation_id = _valid_conversation_id(conversation_id)
         limit = check_limit(limit)
-        conditions = [_msg.conversation_id == conversation_id, _msg.user_id == user_id]
+        parameters: dict[str, Any] = {"conversation_id": conversation_id, "user_id": user_id, "limit": limit + 1}
         if before is not None:
-            conditions.append(_msg.id < decode_id_cursor(_HISTORY_KIND, before, "before"))
-        query = select(*_MESSAGE_COLUMNS).where(*conditions).order_by(_msg.id.desc()).limit(limit + 1)
-        active = select(
-            exists().where(_conv.id == conversation_id, _conv.user_id == user_id, _conv.deleted_at.is_(None))
-        )
+            parameters["before_id"] = decode_id_cursor(_HISTORY_KIND, before, "before")
         async with self._db.transaction(user_id, "get_history") as connection:
-            if not (await connection.execute(active)).scalar():
+            if not (await connection.execute(_ACTIVE_CONVERSATION, parameters)).scalar():
                 raise ConversationNotFound(conversation_id)
-            rows = (await connection.execute(query)).all()
+            rows = (await connection.execute(_history_query(before is not None), parameters)).all()
         newest_first = [_to_message(row) for row in rows[:limit]]
         next_cursor = encode_cursor(_HISTORY_KIND, newest_first[-1].id) if len(rows) > limit else None
         newest_first.reverse()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from store.errors import InvalidInput, translate_database_error
@@ -42,10 +44,39 @@ class Database:
         """Open one transaction acting for ``user_id``; it commits on success, rolls back on error."""
         check_user_id(user_id)
         with translate_database_error(operation):
-            async with self.engine.begin() as connection:
+            connection = await self._begin(user_id)
+            try:
+                yield connection
+                await connection.commit()
+            finally:
+                # Returning the connection to the pool rolls back what was not committed; shielded
+                # as in AsyncConnection.__aexit__, so a cancelled call still gives it back.
+                await asyncio.shield(connection.close())
+
+    async def _begin(self, user_id: str) -> AsyncConnection:
+        """Check out a connection, begin, and set the user; retry once on a connection found dead.
+
+        The pool does not ping a connection at checkout (on asyncpg that is BEGIN, a query and
+        ROLLBACK: three round trips per call). A connection that died while pooled (a
+        PostgreSQL restart, a Neon compute suspend) fails at its first statement instead, before
+        any work was done, so the call starts again on a fresh connection; the error marks
+        the whole pool for replacement.
+        """
+        for attempt in (1, 2):
+            connection = await self.engine.connect()
+            try:
+                await connection.begin()
                 if self.is_postgres:
                     await connection.execute(_SET_USER, {"user_id": user_id})
-                yield connection
+                return connection
+            except DBAPIError as error:
+                await connection.close()
+                if attempt == 2 or not error.connection_invalidated:
+                    raise
+            except BaseException:
+                await connection.close()
+                raise
+        raise AssertionError("unreachable")
 
     async def dispose(self) -> None:
         await self.engine.dispose()

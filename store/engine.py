@@ -136,16 +136,27 @@ def _postgres_config(url: URL) -> DatabaseConfig:
 
     sslmode = query.pop("sslmode", None)
     sslrootcert = query.pop("sslrootcert", None)
-    if sslmode is not None or sslrootcert is not None:
-        connect_args["ssl"] = ssl_argument(sslmode or "prefer", sslrootcert)
-
     channel_binding = query.pop("channel_binding", None)
     if channel_binding not in (None, "disable", "prefer", "require"):
         raise ConfigurationError(f"invalid channel_binding {channel_binding!r}; use disable, prefer or require")
+    if sslrootcert == "system":
+        # As in libpq 16: the system store implies verify-full, and a weaker mode is an error.
+        if sslmode is None:
+            sslmode = "verify-full"
+        elif sslmode != "verify-full":
+            raise ConfigurationError(f"sslmode={sslmode} cannot be used with sslrootcert=system; use sslmode=verify-full")
+    if channel_binding == "require":
+        # Channel binding exists only over TLS, so libpq never connects without it here.
+        if sslmode == "disable":
+            raise ConfigurationError("channel_binding=require needs TLS; remove sslmode=disable")
+        if sslmode is None or sslmode in ("allow", "prefer"):
+            sslmode = "require"
+    if sslmode is not None or sslrootcert is not None:
+        connect_args["ssl"] = ssl_argument("prefer" if sslmode is None else sslmode, sslrootcert)
     if channel_binding == "require":
         # NOTE: asyncpg 0.32 authenticates with SCRAM-SHA-256 but not its channel-bound -PLUS
-        # variant; the TLS settings above stay exactly as given.
-        logger.info("channel_binding=require is not supported by asyncpg and is ignored; TLS settings are unchanged")
+        # variant; TLS is still required as set above.
+        logger.info("channel_binding=require is not supported by asyncpg and is ignored; TLS is still required")
 
     if "connect_timeout" in query:
         connect_args["timeout"] = _positive_number("connect_timeout", query.pop("connect_timeout"))
@@ -265,7 +276,9 @@ def create_engine(config: DatabaseConfig, *, pool_size: int = 10, max_overflow: 
         connect_args=config.connect_args,
         pool_size=pool_size,
         max_overflow=max_overflow,
-        pool_pre_ping=True,
+        # Database.transaction retries a call whose pooled connection turns out dead, which
+        # costs nothing on a live one; a ping at every checkout cost three round trips.
+        pool_pre_ping=False,
         pool_recycle=POOL_RECYCLE_SECONDS,
         pool_timeout=CONNECT_TIMEOUT_SECONDS,
     )

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import ColumnElement, and_, case, false, insert, or_, select, true, tuple_, update
+from sqlalchemy import ColumnElement, Integer, Select, String, and_, bindparam, case, false, insert, or_, select, true, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -15,8 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from store.cursor import decode_id_cursor, decode_time_id_cursor, encode_cursor
 from store.database import Database
 from store.errors import InvalidInput, TaskNotFound, VersionConflict
-from store.models import ID_MAX, Task, TaskCreate, TaskFilter, TaskRead, TaskUpdate
+from store.models import ID_MAX, Priority, Task, TaskCreate, TaskFilter, TaskRead, TaskUpdate
 from store.pagination import DEFAULT_PAGE_SIZE, Page, check_limit
+from store.rows import constructor
 from store.types import utc_now
 
 task_table = Task.__table__
@@ -26,8 +28,20 @@ _ACTIVE_KIND = "t"
 _DELETED_KIND = "td"
 
 
+_PRIORITIES = {priority.value: priority for priority in Priority}
+_build_task = constructor(TaskRead)
+# Every statement that reads tasks selects _READ_COLUMNS, in this order.
+_TASK_FIELDS = tuple(TaskRead.model_fields)
+
+
 def _to_task(row: Row[Any]) -> TaskRead:
-    return TaskRead.model_construct(**row._mapping)
+    # model_construct skips validation, so the column's text becomes the enum here: a plain
+    # string in an enum field makes every later serialization warn, which costs more than the
+    # whole row conversion.
+    values = dict(zip(_TASK_FIELDS, row))
+    if values["priority"] is not None:
+        values["priority"] = _PRIORITIES[values["priority"]]
+    return _build_task(values)
 
 
 def _validated(model: type[Any], data: Any) -> Any:
@@ -58,6 +72,57 @@ def _check_version(expected_version: object) -> int | None:
     return expected_version
 
 
+# The columns come from each call's values, so the statement is the same as values(...) built per call.
+_INSERT_TASK = insert(task_table).returning(*_READ_COLUMNS)
+_LIKE_ESCAPE = "/"
+
+
+def _escape_like(text: str) -> str:
+    """Make %, _ and the escape character match literally, as ``autoescape=True`` does."""
+    return text.replace(_LIKE_ESCAPE, _LIKE_ESCAPE * 2).replace("%", _LIKE_ESCAPE + "%").replace("_", _LIKE_ESCAPE + "_")
+
+
+@lru_cache(maxsize=256)
+def _active_query(
+    status: str,
+    priority: bool,
+    due_before: bool,
+    due_after: bool,
+    overdue: bool,
+    search: bool,
+    after: bool,
+) -> Select[Any]:
+    """Return the list statement for one combination of filters, every value a named parameter.
+
+    It is built once per combination and reused, so a call neither rebuilds the expression nor
+    recomputes its cache key. The SQL is the same as when the values were built into it.
+    """
+    conditions: list[ColumnElement[bool]] = [_c.user_id == bindparam("user_id"), _c.deleted_at.is_(None)]
+    if status == "pending":
+        conditions.append(_c.completed.is_(false()))
+    elif status == "completed":
+        conditions.append(_c.completed.is_(true()))
+    if priority:
+        conditions.append(_c.priority == bindparam("priority"))
+    if due_before:
+        conditions.append(_c.due_at < bindparam("due_before"))
+    if due_after:
+        conditions.append(_c.due_at >= bindparam("due_after"))
+    if overdue:
+        conditions.append(and_(_c.due_at < bindparam("now"), _c.completed.is_(false())))
+    if search:
+        pattern = bindparam("search", type_=String)
+        conditions.append(
+            or_(
+                _c.title.icontains(pattern, escape=_LIKE_ESCAPE),
+                _c.description.icontains(pattern, escape=_LIKE_ESCAPE),
+            )
+        )
+    if after:
+        conditions.append(_c.id > bindparam("after_id"))
+    return select(*_READ_COLUMNS).where(*conditions).order_by(_c.id).limit(bindparam("limit", type_=Integer))
+
+
 class TaskRepository:
     """Tasks of one user per call: every method takes ``user_id`` first and runs one transaction."""
 
@@ -82,7 +147,7 @@ class TaskRepository:
         }
         async with self._db.transaction(user_id, "create_task") as connection:
             if task.idempotency_key is None:
-                row = (await connection.execute(insert(task_table).values(values).returning(*_READ_COLUMNS))).one()
+                row = (await connection.execute(_INSERT_TASK, values)).one()
                 return _to_task(row)
             return await self._insert_once(connection, user_id, values, task.idempotency_key)
 
@@ -126,41 +191,35 @@ class TaskRepository:
         """List the user's tasks that are not deleted, in creation order, filtered in SQL."""
         task_filter = _validated(TaskFilter, filters or {})
         limit = check_limit(limit)
-        conditions = [_c.user_id == user_id, _c.deleted_at.is_(None), *self._filter_conditions(task_filter)]
-        if cursor is not None:
-            conditions.append(_c.id > decode_id_cursor(_ACTIVE_KIND, cursor))
-        query = select(*_READ_COLUMNS).where(*conditions).order_by(_c.id).limit(limit + 1)
+        after_id = decode_id_cursor(_ACTIVE_KIND, cursor) if cursor is not None else None
+        query = _active_query(
+            task_filter.status,
+            task_filter.priority is not None,
+            task_filter.due_before is not None,
+            task_filter.due_after is not None,
+            task_filter.overdue,
+            task_filter.search is not None,
+            after_id is not None,
+        )
+        parameters: dict[str, Any] = {"user_id": user_id, "limit": limit + 1}
+        if task_filter.priority is not None:
+            parameters["priority"] = task_filter.priority.value
+        if task_filter.due_before is not None:
+            parameters["due_before"] = task_filter.due_before
+        if task_filter.due_after is not None:
+            parameters["due_after"] = task_filter.due_after
+        if task_filter.overdue:
+            parameters["now"] = utc_now()
+        if task_filter.search is not None:
+            parameters["search"] = _escape_like(task_filter.search)
+        if after_id is not None:
+            parameters["after_id"] = after_id
 
         async with self._db.transaction(user_id, "list_tasks") as connection:
-            rows = (await connection.execute(query)).all()
+            rows = (await connection.execute(query, parameters)).all()
         items = [_to_task(row) for row in rows[:limit]]
         next_cursor = encode_cursor(_ACTIVE_KIND, items[-1].id) if len(rows) > limit else None
         return Page(items, next_cursor)
-
-    @staticmethod
-    def _filter_conditions(task_filter: TaskFilter) -> list[ColumnElement[bool]]:
-        conditions: list[ColumnElement[bool]] = []
-        if task_filter.status == "pending":
-            conditions.append(_c.completed.is_(false()))
-        elif task_filter.status == "completed":
-            conditions.append(_c.completed.is_(true()))
-        if task_filter.priority is not None:
-            conditions.append(_c.priority == task_filter.priority.value)
-        if task_filter.due_before is not None:
-            conditions.append(_c.due_at < task_filter.due_before)
-        if task_filter.due_after is not None:
-            conditions.append(_c.due_at >= task_filter.due_after)
-        if task_filter.overdue:
-            conditions.append(and_(_c.due_at < utc_now(), _c.completed.is_(false())))
-        if task_filter.search is not None:
-            # autoescape makes %, _ and the escape character match literally.
-            conditions.append(
-                or_(
-                    _c.title.icontains(task_filter.search, autoescape=True),
-                    _c.description.icontains(task_filter.search, autoescape=True),
-                )
-            )
-        return conditions
 
     async def update_task(
         self,

@@ -62,7 +62,7 @@ class _Unavailable(Exception):
 
 
 def origin_of(url: str) -> str:
-    """The URL's origin as Better Auth computes it (``new URL(url).origin``): no path, no default port."""
+    """Return the URL's origin as Better Auth computes it (``new URL(url).origin``): no path, no default port."""
     parts = urllib.parse.urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"{url!r} is not an http(s) URL")
@@ -81,7 +81,7 @@ def auth_base_url(better_auth_url: str) -> str:
 
 
 def _redacted(url: str) -> str:
-    """The URL without user:password, for logs."""
+    """Return the URL without user:password, for logs."""
     parts = urllib.parse.urlsplit(url)
     if parts.username is None and parts.password is None:
         return url
@@ -213,7 +213,7 @@ class JwksKeySource:
             ) as client:
                 async with client.stream("GET", self.url, headers={"accept": "application/json"}) as response:
                     if response.status_code != 200:
-                        raise _Unavailable(f"GET {url} answered HTTP {response.status_code}")
+                        raise _Unavailable(f"GET {url} returned HTTP {response.status_code}")
                     declared = response.headers.get("content-length")
                     if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
                         raise _Unavailable(f"GET {url}: response larger than {self.max_bytes} bytes")
@@ -261,14 +261,14 @@ def key_source(settings: Settings) -> JwksKeySource:
     )
 
 
-def jwt_verifiers(settings: Settings, keys: JwksKeySource | None = None) -> list[JwtVerifier]:
+def jwt_verifiers(settings: Settings) -> list[JwtVerifier]:
     """The verifiers of Better Auth's session JWTs and, when an audience is known, its OAuth access tokens."""
     from server.auth.factory import AuthConfigurationError
 
     assert settings.better_auth_url
     try:
         origin = origin_of(settings.better_auth_url)
-        keys = keys or key_source(settings)
+        keys = key_source(settings)
     except ValueError as error:
         raise AuthConfigurationError(f"BETTER_AUTH_URL or TASKSTORE_JWKS_URL: {error}") from None
     algorithms = _algorithms(settings)
@@ -318,7 +318,7 @@ def parse_session_token(value: str, secret: str | None, *, require_signature: bo
     """Return the raw session token of ``value``, checking the signature of the signed form.
 
     ``value`` is the raw token, ``token.signature``, or that URL-encoded (the cookie form).
-    Without a secret the signature cannot be checked, so the signed form is refused rather
+    Without a secret the signature cannot be checked, so the signed form is rejected rather
     than accepted unchecked.
     """
     if "%" in value:
@@ -358,7 +358,7 @@ class SessionTokenVerifier:
     """Verify bearer-plugin session tokens against Better Auth's ``session`` and ``user`` tables.
 
     One query per request, on the server's own engine: the session row, its expiry, and
-    whether its user still exists. No cache: a signed-out session is refused at once.
+    whether its user still exists. No cache: a signed-out session is rejected at once.
     """
 
     def __init__(self, settings: Settings, context: ToolContext) -> None:
@@ -403,7 +403,10 @@ class SessionTokenVerifier:
             ) from None
 
         if row is None:
-            raise TokenRejected("unknown session token: signed out, deleted, or never issued by this Better Auth")
+            raise TokenRejected(
+                "unknown session token: signed out, removed, or an opaque OAuth access token "
+                "(request OAuth tokens with the resource parameter to get a JWT)"
+            )
         expires_at = row.expires_at
         if isinstance(expires_at, datetime) and expires_at.tzinfo is None:
             expires_at = expires_at.replace(tzinfo=UTC)

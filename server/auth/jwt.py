@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import jwt
+import jwt.exceptions
 from jwt import PyJWK
+from jwt.algorithms import OKPAlgorithm
 
 from server.auth.errors import TokenRejected
 
@@ -36,6 +38,22 @@ _KEY_TYPE_OF_ALGORITHM = {
     "PS384": "RSA",
     "PS512": "RSA",
 }
+
+
+def _decoder() -> jwt.PyJWT:
+    """Build a PyJWT decoder that also accepts 'Ed25519', the fully specified name of EdDSA on Ed25519.
+
+    PyJWT registers that algorithm under 'EdDSA' only; its per-instance registry is reached
+    through the decoder's JWS object.
+    """
+    decoder = jwt.PyJWT()
+    decoder._jws.register_algorithm("Ed25519", OKPAlgorithm())
+    return decoder
+
+
+_DECODER = _decoder()
+# PyJWT 2.10 and later check that sub is a string; older releases have no such error.
+_InvalidSubjectError: type[Exception] = getattr(jwt.exceptions, "InvalidSubjectError", type("_NeverRaised", (Exception,), {}))
 
 
 class KeySource(Protocol):
@@ -162,19 +180,18 @@ class JwtVerifier:
             raise TokenRejected(f"algorithm {algorithm} does not match the key's algorithm {describe(key_algorithm)}")
         if algorithm == "Ed25519" and jwk.get("crv") != "Ed25519":
             raise TokenRejected(f"algorithm Ed25519 does not match the key's curve {describe(jwk.get('crv'))}")
-        pyjwt_algorithm = canonical_algorithm(algorithm)
         try:
-            key = PyJWK({**jwk, "alg": pyjwt_algorithm}).key
+            key = PyJWK({**jwk, "alg": canonical_algorithm(algorithm)}).key
         except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError):
             raise TokenRejected(f"signing key {describe(kid)} is not usable") from None
 
-        claims = self._decode(token, key, pyjwt_algorithm)
+        claims = self._decode(token, key, algorithm)
         self._check_claims(claims, payload)
         return claims
 
     def _decode(self, token: str, key: Any, algorithm: str) -> dict[str, Any]:
         try:
-            return jwt.decode(
+            return _DECODER.decode(
                 token,
                 key=key,
                 algorithms=[algorithm],
@@ -194,7 +211,13 @@ class JwtVerifier:
             raise TokenRejected(f"token has no {error.claim!r} claim") from None
         except jwt.InvalidSignatureError:
             raise TokenRejected("invalid signature") from None
-        except jwt.DecodeError:
+        except _InvalidSubjectError:
+            raise TokenRejected("token has no usable 'sub' claim: it must be a string") from None
+        except jwt.DecodeError as error:
+            # PyJWT's message names the claim ("Expiration Time claim (exp) must be an integer.")
+            # and never quotes the token, but other decode errors stay generic.
+            if "must be an integer" in str(error):
+                raise TokenRejected("malformed token: exp, nbf and iat must be numbers") from None
             raise TokenRejected("malformed token") from None
         except jwt.InvalidTokenError as error:
             raise TokenRejected(f"invalid token: {type(error).__name__}") from None

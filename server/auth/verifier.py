@@ -66,7 +66,9 @@ class ServerTokenVerifier(TokenVerifier):
             token=token,
             client_id=str(client_id),
             scopes=_scopes(claims),
-            expires_at=int(claims["exp"]),
+            # The leeway is part of the policy: the SDK and the tools, which compare expires_at
+            # with the clock, accept the token exactly as long as the verifier did.
+            expires_at=int(claims["exp"]) + verifier.leeway_seconds,
             subject=claims["sub"],
             resource=None,
             claims={key: claims[key] for key in ("iss", "aud", "jti", "typ") if key in claims},

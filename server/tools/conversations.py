@@ -10,14 +10,14 @@ from pydantic import Field
 
 from server.errors import tool_error
 from server.schemas import Conversation, ConversationList, DeletedConversation, History, Message
-from server.tools import ToolContext
+from server.tools import NotBool, ToolContext
 from store import Role, StoreError
 
 DEFAULT_LIST_PAGE = 20
 DEFAULT_MESSAGE_CHARS = 4000
 ECHO_CHARS = 200
 
-ConversationId = Annotated[int, Field(description="Id of the conversation, from create_conversation or list_conversations.")]
+ConversationId = Annotated[int, NotBool, Field(description="Id of the conversation, from create_conversation or list_conversations.")]
 _READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 
 
@@ -41,7 +41,7 @@ def register_conversation_tools(server: MCPServer, context: ToolContext) -> None
 
     @server.tool(name="list_conversations", title="List conversations", annotations=_READ_ONLY)
     async def list_conversations(
-        limit: Annotated[int, Field(description="Page size, from 1 to 200.")] = DEFAULT_LIST_PAGE,
+        limit: Annotated[int, NotBool, Field(description="Page size, from 1 to 200.")] = DEFAULT_LIST_PAGE,
         cursor: Annotated[str | None, Field(description="next_cursor from the previous page; omit for the first.")] = None,
     ) -> ConversationList:
         """List the user's conversations, the one with the latest message first."""
@@ -83,7 +83,7 @@ def register_conversation_tools(server: MCPServer, context: ToolContext) -> None
     @server.tool(name="get_history", title="Get conversation history", annotations=_READ_ONLY)
     async def get_history(
         conversation_id: ConversationId,
-        limit: Annotated[int, Field(description="How many of the latest messages to return, from 1 to 200.")] = 50,
+        limit: Annotated[int, NotBool, Field(description="How many of the latest messages to return, from 1 to 200.")] = 50,
         before: Annotated[
             str | None, Field(description="next_cursor of a previous call, to load the messages just older.")
         ] = None,

@@ -6,20 +6,22 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from server.errors import tool_error
 from server.schemas import DeletedTask, Task, TaskBatchResult, TaskItemResult, TaskList
-from server.tools import ToolContext, provided_arguments
+from server.tools import NotBool, ToolContext, provided_arguments
 from store import Priority, StoreError, TaskFilter
 
 MAX_BATCH = 50
 DEFAULT_LIST_PAGE = 20
 
-TaskId = Annotated[int, Field(description="Id of the task, as returned by create_task or list_tasks.")]
+TaskId = Annotated[int, NotBool, Field(description="Id of the task, as returned by create_task or list_tasks.")]
 ExpectedVersion = Annotated[
     int | None,
+    NotBool,
     Field(
         description="The task's version when you last read it. If the task changed since, the call fails "
         "with the current version instead of overwriting the change. Omit to skip the check."
@@ -39,19 +41,32 @@ IdempotencyKey = Annotated[
         "returns the task created the first time instead of a duplicate."
     ),
 ]
-Limit = Annotated[int, Field(description="Page size, from 1 to 200.")]
+Limit = Annotated[int, NotBool, Field(description="Page size, from 1 to 200.")]
 Cursor = Annotated[str | None, Field(description="next_cursor from the previous page; omit for the first page.")]
 
 
 class NewTask(BaseModel):
-    """One task of a create_tasks call."""
+    """One task of a create_tasks call.
+
+    Values are only type-checked here, as text, so that a wrong value (an unknown priority, a
+    date without offset) fails its own item in the store instead of rejecting the whole batch.
+    The schema still publishes the allowed priorities and the date-time format.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     title: Title
     description: Description = None
-    priority: PriorityArg = None
-    due_at: DueAt = None
+    priority: Annotated[
+        str | None, Field(description="low, medium or high.", json_schema_extra={"enum": ["low", "medium", "high", None]})
+    ] = None
+    due_at: Annotated[
+        str | None,
+        Field(
+            description="Due date and time in ISO 8601 with a UTC offset, for example 2026-12-05T17:00:00Z.",
+            json_schema_extra={"format": "date-time"},
+        ),
+    ] = None
     idempotency_key: IdempotencyKey = None
 
 
@@ -197,6 +212,8 @@ def register_task_tools(server: MCPServer, context: ToolContext) -> None:
         sent = provided_arguments.get()
         values = {"title": title, "description": description, "priority": priority, "due_at": due_at}
         changes = {name: value for name, value in values.items() if name in sent}
+        if not changes:
+            raise ToolError("Nothing to update: pass at least one of title, description, priority or due_at.")
         try:
             task = await context.require_services().tasks.update_task(user_id, task_id, changes, expected_version)
         except StoreError as error:
@@ -227,7 +244,7 @@ def register_task_tools(server: MCPServer, context: ToolContext) -> None:
         annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False),
     )
     async def complete_tasks(
-        task_ids: Annotated[list[int], Field(min_length=1, max_length=MAX_BATCH, description="1 to 50 task ids.")],
+        task_ids: Annotated[list[Annotated[int, NotBool]], Field(min_length=1, max_length=MAX_BATCH, description="1 to 50 task ids.")],
         completed: Annotated[bool, Field(description="true marks them done; false reopens them.")] = True,
     ) -> TaskBatchResult:
         """Mark several tasks as done (or reopen them) and return a result per id, in request order."""

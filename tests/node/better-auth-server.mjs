@@ -15,6 +15,8 @@
 //                       (default: Better Auth's own, 15m)
 //   BA_ACCESS_TOKEN_TTL lifetime of OAuth access tokens in seconds
 //                       (default: Better Auth's own, 3600)
+//   BA_MCP_SCOPES       space-separated scopes the MCP plugin grants
+//                       (default: "openid profile email offline_access")
 //
 // When the schema is migrated and the socket is listening, it prints exactly
 // one line, "READY <base url>", to stdout. Everything else goes to stderr.
@@ -47,6 +49,7 @@ const secret = required("BETTER_AUTH_SECRET");
 const baseURL = (process.env.BETTER_AUTH_URL || `http://127.0.0.1:${port}`).replace(/\/+$/, "");
 const mcpResource = process.env.BA_MCP_RESOURCE || `${baseURL}/mcp`;
 const jwtExpiration = process.env.BA_JWT_EXPIRATION || undefined;
+const mcpScopes = (process.env.BA_MCP_SCOPES || "openid profile email offline_access").split(/\s+/).filter(Boolean);
 const accessTokenTtl = process.env.BA_ACCESS_TOKEN_TTL
   ? Number.parseInt(process.env.BA_ACCESS_TOKEN_TTL, 10)
   : undefined;
@@ -95,7 +98,7 @@ const options = {
       // POSTing to /oauth2/consent itself.
       loginPage: `${baseURL}/login`,
       consentPage: `${baseURL}/consent`,
-      scopes: ["openid", "profile", "email", "offline_access"],
+      scopes: mcpScopes,
       ...(accessTokenTtl ? { accessTokenExpiresIn: accessTokenTtl } : {}),
       // Lets an MCP client such as the Inspector register itself (RFC 7591)
       // without a Better Auth session, as MCP clients expect to.

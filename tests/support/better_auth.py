@@ -203,7 +203,8 @@ class BetterAuthServer:
     creates its tables there on start. With ``port=None`` a free port is
     picked. The process's stderr goes to ``log_path`` (kept after exit) for
     debugging. ``jwt_expiration`` (e.g. ``"5s"``) and ``access_token_ttl``
-    (seconds) shorten token lifetimes for expiry tests.
+    (seconds) shorten token lifetimes for expiry tests. ``mcp_scopes`` replaces the
+    scopes the MCP plugin grants (default: openid, profile, email, offline_access).
     """
 
     def __init__(
@@ -215,6 +216,7 @@ class BetterAuthServer:
         *,
         jwt_expiration: str | None = None,
         access_token_ttl: int | None = None,
+        mcp_scopes: Iterable[str] | None = None,
         log_path: str | os.PathLike[str] | None = None,
         startup_timeout: float = 30.0,
         node: str = "node",
@@ -225,6 +227,7 @@ class BetterAuthServer:
         self._mcp_resource = mcp_resource
         self._jwt_expiration = jwt_expiration
         self._access_token_ttl = access_token_ttl
+        self._mcp_scopes = list(mcp_scopes) if mcp_scopes is not None else None
         self._log_path = Path(log_path) if log_path is not None else None
         self._startup_timeout = startup_timeout
         self._node = node
@@ -293,6 +296,8 @@ class BetterAuthServer:
             env["BA_JWT_EXPIRATION"] = self._jwt_expiration
         if self._access_token_ttl:
             env["BA_ACCESS_TOKEN_TTL"] = str(self._access_token_ttl)
+        if self._mcp_scopes is not None:
+            env["BA_MCP_SCOPES"] = " ".join(self._mcp_scopes)
 
         assert self._log_path is not None
         self._log_file = open(self._log_path, "a", encoding="utf-8")  # noqa: SIM115

@@ -143,12 +143,28 @@ def _wait_healthy(server: HttpServer) -> None:
     raise RuntimeError(f"server did not become healthy in {STARTUP_TIMEOUT_SECONDS} s:\n{server.log()}")
 
 
-def stdio_parameters(data_dir: Path, database_url: str | None, token: str, *args: str, **env: str) -> StdioServerParameters:
-    """Parameters that make the SDK client launch ``taskstore serve`` over stdio."""
+def stdio_parameters(
+    data_dir: Path, database_url: str | None, token: str, *args: str, serve_args: tuple[str, ...] = (), **env: str
+) -> StdioServerParameters:
+    """Parameters that make the SDK client launch ``taskstore [args] serve [serve_args]`` over stdio."""
     return StdioServerParameters(
         command=sys.executable,
-        args=["-m", "server", *args, "serve"],
+        args=["-m", "server", *args, "serve", *serve_args],
         env=server_env(data_dir, database_url, TASKSTORE_TOKEN=token, **env),
+    )
+
+
+def run_cli(
+    data_dir: Path, database_url: str | None, *args: str, timeout: float = 120, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run ``taskstore ARGS`` to completion with nothing on stdin; never raises on a non-zero exit."""
+    return subprocess.run(
+        [sys.executable, "-m", "server", *args],
+        env=server_env(data_dir, database_url, **env),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
