@@ -9,7 +9,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from mcp.server.auth.routes import build_resource_metadata_url
-from mcp.server.transport_security import TransportSecuritySettings
+from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE, TransportSecuritySettings
 from pydantic import AnyHttpUrl
 from sqlalchemy import text
 from starlette.applications import Starlette
@@ -26,7 +26,8 @@ from server.tools import ToolContext
 
 logger = logging.getLogger(__name__)
 
-MAX_INSPECTED_BODY = 4 * 1024 * 1024
+# The same limit the SDK's transports apply to a request body.
+MAX_INSPECTED_BODY = DEFAULT_MAX_REQUEST_BODY_SIZE
 
 
 def _auth_error(status: int, error: str, description: str, metadata_url: str | None) -> Response:
@@ -87,6 +88,11 @@ class BearerGuard:
 
         if scope["method"] == "POST" and not self.identity.may_write(access_token.scopes):
             body = await _read_body(receive)
+            if body is None:
+                logger.info("HTTP request rejected: body over %d bytes", MAX_INSPECTED_BODY)
+                too_large = JSONResponse({"error": "request body too large"}, status_code=413)
+                await too_large(scope, receive, send)
+                return
             tool = next((name for name in _called_tools(body) if name not in self.read_only_tools), None)
             if tool is not None:
                 description = f"tool {tool[:100]} needs the {self.identity.write_scope} scope"
@@ -96,7 +102,8 @@ class BearerGuard:
         await self.app(scope, receive, send)
 
 
-async def _read_body(receive: Receive) -> bytes:
+async def _read_body(receive: Receive) -> bytes | None:
+    """Read the whole request body, or return None once it exceeds ``MAX_INSPECTED_BODY``."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -106,7 +113,7 @@ async def _read_body(receive: Receive) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > MAX_INSPECTED_BODY:
-            break
+            return None
         chunks.append(chunk)
         if not message.get("more_body", False):
             break

@@ -362,6 +362,25 @@ async def test_read_only_token_may_call_read_only_tools(world: World) -> None:
     assert not result.is_error, result
 
 
+async def test_read_only_token_oversized_body_rejected(world: World) -> None:
+    """The scope check cannot see past 4 MiB, so a larger body from a read-only token gets 413."""
+    body = json.dumps({
+        "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "create_task", "arguments": {"title": "x", "description": "y" * (5 * 1024 * 1024)}},
+    })
+    headers = {
+        "accept": "application/json, text/event-stream",
+        "content-type": "application/json",
+        "authorization": f"Bearer {world.oauth(scope='tasks:read')}",
+    }
+    before = await count_rows(world.database_url, TABLES)
+    async with httpx2.AsyncClient(timeout=60, trust_env=False) as client:
+        response = await client.post(world.server.url, headers=headers, content=body)
+    after = await count_rows(world.database_url, TABLES)
+    assert response.status_code == 413
+    assert after == before
+
+
 async def test_metadata_names_better_auth(world: World) -> None:
     async with httpx2.AsyncClient(timeout=30, trust_env=False) as client:
         response = await client.get(world.server.base_url + "/.well-known/oauth-protected-resource/mcp")
