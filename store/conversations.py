@@ -91,6 +91,13 @@ def _history_query(before: bool) -> Select[Any]:
     return select(*_MESSAGE_COLUMNS).where(*conditions).order_by(_msg.id.desc()).limit(bindparam("limit", type_=Integer))
 
 
+class _Replayed(Exception):
+    """Carries the message a retried idempotency key already created, out of its transaction."""
+
+    def __init__(self, message: MessageRead) -> None:
+        self.message = message
+
+
 class ConversationRepository:
     """Conversations and their messages, one user per call and one transaction per method."""
 
@@ -151,7 +158,11 @@ class ConversationRepository:
         content: str,
         idempotency_key: str | None = None,
     ) -> MessageRead:
-        """Append a message; with an idempotency key already used by this user, return that message."""
+        """Append a message; with an idempotency key already used by this user, return that message.
+
+        A retry changes nothing, not even the conversation's ``updated_at``. A key already used
+        in another conversation is an error rather than a silent answer from elsewhere.
+        """
         conversation_id = _valid_conversation_id(conversation_id)
         message = _validate(MessageCreate, {"role": role, "content": content, "idempotency_key": idempotency_key})
         now = utc_now()
@@ -169,32 +180,42 @@ class ConversationRepository:
             "created_at": now,
             "idempotency_key": message.idempotency_key,
         }
-        async with self._db.transaction(user_id, "add_message") as connection:
-            # Checks ownership and that the conversation is not deleted, and orders concurrent
-            # writers to one conversation on PostgreSQL by its row lock.
-            if (await connection.execute(touch)).one_or_none() is None:
-                raise ConversationNotFound(conversation_id)
-            if message.idempotency_key is None:
-                row = (await connection.execute(insert(message_table).values(values).returning(*_MESSAGE_COLUMNS))).one()
-                return _to_message(row)
+        try:
+            async with self._db.transaction(user_id, "add_message") as connection:
+                # Checks ownership and that the conversation is not deleted, and orders concurrent
+                # writers to one conversation on PostgreSQL by its row lock.
+                if (await connection.execute(touch)).one_or_none() is None:
+                    raise ConversationNotFound(conversation_id)
+                if message.idempotency_key is None:
+                    statement = insert(message_table).values(values).returning(*_MESSAGE_COLUMNS)
+                    return _to_message((await connection.execute(statement)).one())
 
-            dialect_insert = postgresql.insert if self._db.is_postgres else sqlite.insert
-            statement = (
-                dialect_insert(message_table)
-                .values(values)
-                .on_conflict_do_nothing(
-                    index_elements=[_msg.user_id, _msg.idempotency_key],
-                    index_where=_msg.idempotency_key.is_not(None),
+                dialect_insert = postgresql.insert if self._db.is_postgres else sqlite.insert
+                statement = (
+                    dialect_insert(message_table)
+                    .values(values)
+                    .on_conflict_do_nothing(
+                        index_elements=[_msg.user_id, _msg.idempotency_key],
+                        index_where=_msg.idempotency_key.is_not(None),
+                    )
+                    .returning(*_MESSAGE_COLUMNS)
                 )
-                .returning(*_MESSAGE_COLUMNS)
-            )
-            row = (await connection.execute(statement)).one_or_none()
-            if row is None:
+                row = (await connection.execute(statement)).one_or_none()
+                if row is not None:
+                    return _to_message(row)
                 existing = select(*_MESSAGE_COLUMNS).where(
                     _msg.user_id == user_id, _msg.idempotency_key == message.idempotency_key
                 )
-                row = (await connection.execute(existing)).one()
-            return _to_message(row)
+                # Raising rolls the transaction back, so a retry does not move the conversation up.
+                raise _Replayed(_to_message((await connection.execute(existing)).one()))
+        except _Replayed as replay:
+            original = replay.message
+        if original.conversation_id != conversation_id:
+            raise InvalidInput(
+                "idempotency_key",
+                f"was already used for a message in conversation {original.conversation_id}; use a new key",
+            )
+        return original
 
     async def get_history(
         self,

@@ -30,6 +30,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition,
 
 from server.errors import tool_error
 from store import (
+    InvalidInput,
     ConversationNotFound,
     ConversationRepository,
     Database,
@@ -520,17 +521,22 @@ class IsolationMachine(RuleBasedStateMachine):
         if conversation is None:
             self.check_not_found(self.store.fails(lambda: add(conversation_id)), ConversationNotFound, conversation_id, add)
             return
+        replayed = self.message_keys.get((user, key)) if key is not None else None
+        if replayed is not None and replayed[0] != conversation_id:
+            # A key first used in another conversation is rejected, and nothing moves.
+            error = self.store.fails(lambda: add(conversation_id))
+            assert isinstance(error, InvalidInput), error
+            assert error.field == "idempotency_key"
+            return
         read = self.store.call(lambda: add(conversation_id))
-        # NOTE: this models the store as it is: the conversation moves to the top of the list
-        # even when a retry adds nothing, and a key first used in another conversation returns
-        # that conversation's message.
-        conversation.touched_seq = self.tick()
-        if key is not None and (user, key) in self.message_keys:
-            first_conversation, first = self.message_keys[(user, key)]
+        if replayed is not None:
+            # A retry returns the first message and leaves the conversation's order alone.
+            first_conversation, first = replayed
             self.store.counter.replays += 1
             assert (read.id, read.conversation_id) == (first.id, first_conversation)
             assert (read.role, read.content) == (first.role, first.content)
             return
+        conversation.touched_seq = self.tick()
         assert read.conversation_id == conversation_id
         assert all(read.id > message.id for message in conversation.messages)
         assert (read.role, read.content) == (role, content)

@@ -1143,3 +1143,36 @@ async def test_store_works_after_round_trip(fresh_engine: AsyncEngine) -> None:
     repository = TaskRepository(Database(fresh_engine))
     created = await repository.create_task("user-migrated", {"title": "after round trip", "idempotency_key": "k"})
     assert await repository.create_task("user-migrated", {"title": "again", "idempotency_key": "k"}) == created
+
+
+async def test_message_retry_keeps_conversation_order(
+    conversations: ConversationRepository, user_ids: tuple[str, str]
+) -> None:
+    user = user_ids[0]
+    first = await conversations.create_conversation(user, "first")
+    second = await conversations.create_conversation(user, "second")
+    original = await conversations.add_message(user, first.id, "user", "hello", idempotency_key="m-1")
+    await conversations.add_message(user, second.id, "user", "later")
+
+    retried = await conversations.add_message(user, first.id, "user", "hello", idempotency_key="m-1")
+    listed = await conversations.list_conversations(user)
+
+    assert retried.id == original.id
+    assert [item.id for item in listed.items] == [second.id, first.id]
+
+
+async def test_message_key_from_other_conversation_rejected(
+    conversations: ConversationRepository, user_ids: tuple[str, str]
+) -> None:
+    user = user_ids[0]
+    first = await conversations.create_conversation(user, "first")
+    second = await conversations.create_conversation(user, "second")
+    await conversations.add_message(user, first.id, "user", "hello", idempotency_key="m-2")
+
+    with pytest.raises(InvalidInput) as raised:
+        await conversations.add_message(user, second.id, "user", "hello", idempotency_key="m-2")
+    history = await conversations.get_history(user, second.id)
+
+    assert raised.value.field == "idempotency_key"
+    assert str(first.id) in raised.value.message
+    assert history.items == []
