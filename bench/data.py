@@ -1,9 +1,9 @@
 """The benchmark data set: generated once with COPY, reused while its marker matches the profile.
 
 PostgreSQL gets a database of its own (``taskstore_bench``, ``taskstore_bench_quick``, ...),
-migrated with Alembic, plus a login role ``<database>_app`` that owns nothing: the product
-connects as that role, so row-level security applies as in a deployment, while the floors
-and the loader connect as ``postgres``.
+migrated with Alembic, and a login role ``<database>_app`` that owns nothing. The product
+connects as that role, so row-level security applies as in a deployment. The floors and the
+loader connect as ``postgres``.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def growth_user(size: int) -> str:
 
 @dataclass
 class Dataset:
-    """Where the data set lives and the ids the workloads use."""
+    """Location of the data set and the ids the workloads use."""
 
     profile: Profile
     admin_url: URL  # as postgres, for the floors and the loader
@@ -62,6 +62,7 @@ class Dataset:
     growth_users: dict[int, str]
     conversations: dict[int, int]  # message count -> conversation id, all of CHAT_USER
     generated_seconds: float | None = None  # None: reused
+    reused_generation_seconds: float | None = None  # how long the reused data set took to generate
     sqlite_path: Path | None = None
     sqlite_generated_seconds: float | None = None
     extra: dict[str, object] = field(default_factory=dict)
@@ -84,7 +85,7 @@ def asyncpg_dsn(url: URL) -> str:
 
 
 def check_loopback(url: URL) -> None:
-    """The harness loads only a PostgreSQL on this machine."""
+    """Exit unless ``url`` names a PostgreSQL on this machine, the only one the harness may load."""
     if (url.host or "localhost") not in LOOPBACK_HOSTS:
         raise SystemExit(f"refusing to benchmark {url.host!r}: only a PostgreSQL on 127.0.0.1 is allowed")
 
@@ -123,16 +124,20 @@ async def ensure_postgres(profile: Profile, server_url: str, *, database: str | 
 
     spec = json.dumps(profile.spec(), sort_keys=True)
     generated: float | None = None
+    reused_from: float | None = None
     connection = await asyncpg.connect(asyncpg_dsn(admin_url))
     try:
         await connection.execute(f"CREATE TABLE IF NOT EXISTS {MARKER_TABLE} (spec text NOT NULL, created_at timestamptz NOT NULL)")
-        stored = await connection.fetchval(f"SELECT spec FROM {MARKER_TABLE} LIMIT 1")
-        if stored != spec:
+        await connection.execute(f"ALTER TABLE {MARKER_TABLE} ADD COLUMN IF NOT EXISTS seconds double precision")
+        marker = await connection.fetchrow(f"SELECT spec, seconds FROM {MARKER_TABLE} LIMIT 1")
+        if marker is None or marker["spec"] != spec:
             started = time.perf_counter()
             await _fill_postgres(connection, profile)
-            await connection.execute(f"DELETE FROM {MARKER_TABLE}")
-            await connection.execute(f"INSERT INTO {MARKER_TABLE} VALUES ($1, now())", spec)
             generated = time.perf_counter() - started
+            await connection.execute(f"DELETE FROM {MARKER_TABLE}")
+            await connection.execute(f"INSERT INTO {MARKER_TABLE} VALUES ($1, now(), $2)", spec, generated)
+        else:
+            reused_from = marker["seconds"]
         # Rows a write workload left behind if an earlier run was interrupted.
         await connection.execute("DELETE FROM task WHERE user_id LIKE $1", WRITER_PREFIX + "%")
         await connection.execute(f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "{role}"')
@@ -148,6 +153,7 @@ async def ensure_postgres(profile: Profile, server_url: str, *, database: str | 
         growth_users={size: growth_user(size) for size in profile.growth_sizes},
         conversations={size: index + 1 for index, size in enumerate(profile.conversation_sizes)},
         generated_seconds=generated,
+        reused_generation_seconds=reused_from,
     )
 
 
@@ -255,7 +261,7 @@ def _message_records(owners: list[int], start: int, stop: int) -> Iterator[tuple
 async def ensure_sqlite(
     profile: Profile, directory: Path, name: str, *, rebuild: bool = False
 ) -> tuple[Path, float | None]:
-    """A SQLite file with ``profile.sqlite_users`` users and the growth users; reused like PostgreSQL's."""
+    """Create or reuse a SQLite file with ``profile.sqlite_users`` users and the growth users."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.sqlite"
     spec = json.dumps({**profile.spec(), "users": profile.sqlite_users}, sort_keys=True)

@@ -160,7 +160,7 @@ class RoundRobinTransport(httpx2.AsyncBaseTransport):
 
 @asynccontextmanager
 async def http_client(url: str, token: str, ports: list[int] | None = None) -> AsyncIterator[Client]:
-    """An SDK client session with ``token`` as the bearer; with ``ports``, spread over those replicas."""
+    """Open an SDK client session with ``token`` as the bearer, spread over ``ports`` when given."""
     headers = {"Authorization": f"Bearer {token}"}
     transport = RoundRobinTransport(ports) if ports else None
     async with httpx2.AsyncClient(headers=headers, timeout=60, transport=transport) as http:

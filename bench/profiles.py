@@ -24,7 +24,7 @@ class Profile:
     replica_check_users: int = 20
 
     def spec(self) -> dict[str, object]:
-        """What the generated data depends on: a stored data set is reused only when this matches."""
+        """Return what the generated data depends on; a stored data set is reused only when it matches."""
         return {
             "version": 1,
             "users": self.users,

@@ -233,16 +233,15 @@ async def w1_in_process(bench: Bench, database: Database, pool: asyncpg.Pool, ap
     server = build_server(ToolContext(services=services))
     logging.getLogger().setLevel(logging.WARNING)
 
-    runs: dict[str, list[Run]] = {key: [] for key in ("raw", "raw_tx", "store", "tool", "raw16", "store16")}
+    runs: dict[str, list[Run]] = {key: [] for key in ("raw", "raw_tx", "store", "tool", "tool_lean", "raw16", "store16")}
     for _ in range(bench.profile.repeats):
         runs["raw"].append(await bench.seq(raw))
         runs["raw_tx"].append(await bench.seq(raw_transaction))
         runs["store"].append(await bench.seq(store))
         async with in_process_client(server, bench.random_user()) as client:
-            async def tool(_: int, client: Client = client) -> object:
-                return check(await client.call_tool("list_tasks", LIST_ARGS))
-
-            runs["tool"].append(await bench.seq(tool))
+            runs["tool"].append(await bench.seq(_caller(client, "list_tasks", LIST_ARGS)))
+        async with in_process_client(server, bench.random_user()) as client:
+            runs["tool_lean"].append(await bench.seq(_caller(client, "list_tasks", LIST_ARGS, validate=False)))
         sessions = bench.profile.sessions
         runs["raw16"].append(await bench.conc([raw] * sessions))
         runs["store16"].append(await bench.conc([store] * sessions))
@@ -250,6 +249,7 @@ async def w1_in_process(bench: Bench, database: Database, pool: asyncpg.Pool, ap
     bench.record("W1 list: raw asyncpg in the store's transaction", runs["raw_tx"], 1)
     bench.record("W1 list: store get_active_tasks", runs["store"], 1)
     bench.record("W1 list: tool via in-process client", runs["tool"], 1)
+    bench.record("W1 list: tool via in-process client without output validation", runs["tool_lean"], 1)
     bench.record(f"W1 list: raw asyncpg, {bench.profile.sessions} tasks", runs["raw16"], bench.profile.sessions)
     bench.record(f"W1 list: store, {bench.profile.sessions} tasks", runs["store16"], bench.profile.sessions)
 
@@ -263,6 +263,7 @@ async def w1_http(bench: Bench, servers: dict[str, Server]) -> None:
         ("list_tasks, stateless JSON", servers["stateless"], "list_tasks", LIST_ARGS),
         ("no-op tool, stateful", servers["noop_stateful"], "noop", {}),
         ("no-op tool, stateless JSON", servers["noop_stateless"], "noop", {}),
+        ("fixed 20-task page without database, stateless JSON", servers["noop_stateless"], "page_of_tasks", {}),
     ]
     # (sessions, validate): the SDK client checks every result against the tool's output
     # schema; the load generator without that check leaves the CPU to the server.

@@ -111,7 +111,7 @@ class TaskstoreServer(MCPServer):
             outcome = "error" if isinstance(result, CallToolResult) and result.is_error else "ok"
             return result
         finally:
-            logger.info("tool=%s outcome=%s duration_ms=%.1f", name[:100], outcome, (time.perf_counter() - started) * 1000)
+            logger.info("tool=%r outcome=%s duration_ms=%.1f", name[:100], outcome, (time.perf_counter() - started) * 1000)
 
 
 def build_server(
@@ -140,10 +140,12 @@ def build_server(
     return server
 
 
-def read_only_tools(server: MCPServer) -> frozenset[str]:
-    """Names of the tools annotated read-only: the only ones a token without the write scope may call."""
+def write_tools(server: MCPServer) -> frozenset[str]:
+    """Return the names of the tools not annotated read-only: a token without the write scope may not call them."""
     return frozenset(
-        tool.name for tool in server._tool_manager.list_tools() if tool.annotations and tool.annotations.read_only_hint
+        tool.name
+        for tool in server._tool_manager.list_tools()
+        if not (tool.annotations and tool.annotations.read_only_hint)
     )
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
+import signal
 import sys
 from collections.abc import Sequence
 from contextlib import asynccontextmanager
@@ -12,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from server.settings import Settings
 from store import ConfigurationError, DatabaseConfig, StoreError, database_config
@@ -20,8 +24,11 @@ from store.engine import default_data_dir, ensure_data_dir
 logger = logging.getLogger("taskstore")
 
 TRANSPORTS = ("stdio", "streamable-http", "sse")
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
-_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# A unit is required: "30" would be 30 seconds to one reader and 30 days to another, and the
+# purge cannot be undone. 100 years is far beyond any token lifetime or retention.
+MAX_DURATION_SECONDS = 100 * 365 * 86400
 
 
 class CommandError(Exception):
@@ -29,11 +36,27 @@ class CommandError(Exception):
 
 
 def parse_duration(value: str) -> int:
-    """Parse '90', '90s', '15m', '1h' or '30d' into seconds."""
+    """Parse '90s', '15m', '1h' or '30d' into seconds."""
     match = _DURATION.match(value)
     if not match or int(match.group(1)) <= 0:
-        raise argparse.ArgumentTypeError(f"invalid duration {value!r}; use a number with s, m, h or d, such as 1h")
-    return int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        raise argparse.ArgumentTypeError(
+            f"invalid duration {value!r}; use a positive number with a unit s, m, h or d, such as 1h or 30d"
+        )
+    seconds = int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if seconds > MAX_DURATION_SECONDS:
+        raise argparse.ArgumentTypeError(f"invalid duration {value!r}; the maximum is 36500d")
+    return seconds
+
+
+def parse_port(value: str) -> int:
+    """Parse a TCP port number, 0 to 65535."""
+    try:
+        port = int(value)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"invalid port {value!r}; use a number from 0 to 65535")
+    return port
 
 
 def configure_logging(level: str) -> None:
@@ -48,6 +71,13 @@ def configure_logging(level: str) -> None:
     # These libraries log SQL with its parameters at DEBUG or INFO; keep user data out of logs.
     for noisy in ("sqlalchemy", "aiosqlite", "asyncpg", "alembic.runtime.plugins"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+def _strip_bearer(token: str) -> str:
+    """Accept a token pasted with its HTTP scheme, as in 'Bearer eyJ...'."""
+    token = token.strip()
+    scheme, _, rest = token.partition(" ")
+    return rest.strip() if scheme.lower() == "bearer" and rest else token
 
 
 def _redact(text: str, config: DatabaseConfig) -> str:
@@ -86,6 +116,15 @@ def _data_dir(settings: Settings) -> Path:
 def serve(args: argparse.Namespace, settings: Settings) -> int:
     from server.auth.factory import AuthConfigurationError
 
+    if args.transport == "stdio":
+        http_only = [flag for flag, value in (("--host", args.host), ("--port", args.port)) if value is not None]
+        http_only += [flag for flag, value in (("--stateless", args.stateless), ("--json-response", args.json_response)) if value]
+        if http_only:
+            raise CommandError(
+                f"{', '.join(http_only)} applies to HTTP only; add --transport streamable-http (or sse)"
+            )
+    args.host = args.host or "127.0.0.1"
+    args.port = 8000 if args.port is None else args.port
     config = _database(settings)
     data_dir = _data_dir(settings)
     try:
@@ -124,9 +163,12 @@ async def _serve_stdio(settings: Settings, config: DatabaseConfig, data_dir: Pat
     from mcp.server.auth.middleware.auth_context import auth_context_var
     from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 
+    from mcp.server.auth.provider import AccessToken
+
     from server.app import build_server
     from server.auth.errors import TokenRejected
     from server.auth.factory import build_verifier
+    from server.auth.jwt import looks_like_jwt
     from server.identity import Identity
     from server.tools import ToolContext
 
@@ -137,16 +179,24 @@ async def _serve_stdio(settings: Settings, config: DatabaseConfig, data_dir: Pat
         )
     context = ToolContext(identity=Identity(write_scope=settings.write_scope))
     verifier = build_verifier(settings, data_dir, context)
+    token = _strip_bearer(settings.token.get_secret_value())
 
-    # The database may be down: the handshake still completes and tools return "unavailable".
-    async with _services(settings, config, require_database=False) as services:
-        context.services = services
+    async def verify() -> AccessToken:
         try:
-            access_token = await verifier.check(settings.token.get_secret_value())
+            return await verifier.check(token)
         except TokenRejected as rejection:
             if rejection.status >= 500:
                 raise CommandError(f"cannot check TASKSTORE_TOKEN now: {rejection.reason}") from None
             raise CommandError(f"TASKSTORE_TOKEN was rejected: {rejection.reason}; renew the token") from None
+
+    # A JWT needs no database, so a bad one is rejected before any file or schema is made.
+    access_token = await verify() if looks_like_jwt(token) else None
+
+    # The database may be down: the handshake still completes and tools return "unavailable".
+    async with _services(settings, config, require_database=False) as services:
+        context.services = services
+        if access_token is None:
+            access_token = await verify()
         auth_context_var.set(AuthenticatedUser(access_token))
         server = build_server(context, log_level=settings.log_level)
         logger.info("serving stdio for one user on %s", config.describe())
@@ -157,7 +207,7 @@ async def _serve_http(args: argparse.Namespace, settings: Settings, config: Data
     import uvicorn
     from mcp.server.auth.settings import AuthSettings
 
-    from server.app import build_server, read_only_tools
+    from server.app import build_server, write_tools
     from server.auth.factory import build_verifier
     from server.http import build_http_app
     from server.identity import Identity
@@ -194,7 +244,7 @@ async def _serve_http(args: argparse.Namespace, settings: Settings, config: Data
             stateless=args.stateless,
             allowed_hosts=settings.allowed_hosts,
             allowed_origins=settings.allowed_origins,
-            read_only_tools=read_only_tools(server),
+            write_tools=write_tools(server),
             resource_metadata=auth.resource_server_url is not None,
         )
         uvicorn_config = uvicorn.Config(
@@ -263,11 +313,25 @@ def token(args: argparse.Namespace, settings: Settings) -> int:
 
     issuer = DevIssuer.load_or_create(_data_dir(settings))
     scopes = tuple(args.scope) if args.scope else ("tasks:read", "tasks:write")
+    if any(not scope.strip() or " " in scope for scope in scopes):
+        raise CommandError("invalid --scope: a scope is one non-empty word, such as tasks:read")
     print(issuer.issue(args.user, args.ttl, scopes))
     return 0
 
 
 # --- parser --------------------------------------------------------------------------------------
+
+
+_LOG_LEVEL_OPTION: dict[str, Any] = {
+    "choices": ["DEBUG", "INFO", "WARNING", "ERROR"],
+    "type": str.upper,
+    "help": "Level of the log written to stderr (default: TASKSTORE_LOG_LEVEL or INFO).",
+}
+
+
+def _add_log_level(parser: argparse.ArgumentParser) -> None:
+    # SUPPRESS keeps a value given before the subcommand when none is given after it.
+    parser.add_argument("--log-level", default=argparse.SUPPRESS, **_LOG_LEVEL_OPTION)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -276,13 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="MCP server for an agent's todo tasks and chat history. The database URL comes from "
         "DATABASE_URL (default: a SQLite file in the data directory).",
     )
-    parser.add_argument(
-        "--log-level",
-        default=None,
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        type=str.upper,
-        help="Level of the log written to stderr (default: TASKSTORE_LOG_LEVEL or INFO).",
-    )
+    parser.add_argument("--log-level", default=None, **_LOG_LEVEL_OPTION)
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve_parser = commands.add_parser(
@@ -297,8 +355,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.add_argument(
         "--transport", choices=TRANSPORTS, default="stdio", help="Protocol transport (default: stdio)."
     )
-    serve_parser.add_argument("--host", default="127.0.0.1", help="HTTP interface to bind (default: 127.0.0.1).")
-    serve_parser.add_argument("--port", type=int, default=8000, help="HTTP port (default: 8000).")
+    _add_log_level(serve_parser)
+    serve_parser.add_argument(
+        "--host", default=None, help="HTTP interface to bind (default: 127.0.0.1); HTTP transports only."
+    )
+    serve_parser.add_argument(
+        "--port", type=parse_port, default=None, help="HTTP port (default: 8000); HTTP transports only."
+    )
     serve_parser.add_argument(
         "--stateless",
         action="store_true",
@@ -329,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.set_defaults(handler=serve)
 
     db_parser = commands.add_parser("db", help="Manage the database schema.", description="Manage the database schema.")
+    _add_log_level(db_parser)
     db_commands = db_parser.add_subparsers(dest="db_command", required=True)
     upgrade_parser = db_commands.add_parser("upgrade", help="Upgrade the schema (default: to head).")
     upgrade_parser.add_argument("revision", nargs="?", default="head", help="Target revision (default: head).")
@@ -369,8 +433,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so the same clean shutdown runs (the pool is closed, exit 0)."""
+
+
+def _on_sigterm(_signal: int, _frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_sigterm)
     overrides: dict[str, Any] = {}
     if args.log_level:
         overrides["log_level"] = args.log_level
@@ -380,7 +453,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides["allowed_hosts"] = args.allowed_host
     try:
         settings = Settings(**overrides)
-    except ValueError as error:
+    except ValidationError as error:
+        first = error.errors(include_url=False, include_input=False)[0]
+        name = str(first["loc"][0]) if first["loc"] else "setting"
+        variable = name.upper() if name.upper() in ("DATABASE_URL", "BETTER_AUTH_URL", "BETTER_AUTH_SECRET") else f"TASKSTORE_{name.upper()}"
+        print(f"taskstore: invalid {variable}: {first['msg'].removeprefix('Value error, ')}", file=sys.stderr)
+        return 2
+    except SettingsError as error:
         print(f"taskstore: invalid setting: {error}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
@@ -389,5 +468,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CommandError, ConfigurationError) as error:
         print(f"taskstore: {error}", file=sys.stderr)
         return 1
+    except Terminated:
+        # Cleanup already ran. A worker thread may still block reading stdin (stdio transport)
+        # and would keep the interpreter alive, so leave without waiting for it.
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(0)
     except KeyboardInterrupt:
         return 130

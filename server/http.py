@@ -57,14 +57,14 @@ class BearerGuard:
         *,
         verifier: ServerTokenVerifier,
         identity: Identity,
-        read_only_tools: frozenset[str],
+        write_tools: frozenset[str],
         protected_prefixes: tuple[str, ...],
         metadata_url: str | None,
     ) -> None:
         self.app = app
         self.verifier = verifier
         self.identity = identity
-        self.read_only_tools = read_only_tools
+        self.write_tools = write_tools
         self.protected_prefixes = protected_prefixes
         self.metadata_url = metadata_url
 
@@ -93,7 +93,8 @@ class BearerGuard:
                 too_large = JSONResponse({"error": "request body too large"}, status_code=413)
                 await too_large(scope, receive, send)
                 return
-            tool = next((name for name in _called_tools(body) if name not in self.read_only_tools), None)
+            # Unknown tool names pass on: the server rejects them as unknown, which is the truer error.
+            tool = next((name for name in _called_tools(body) if name in self.write_tools), None)
             if tool is not None:
                 description = f"tool {tool[:100]} needs the {self.identity.write_scope} scope"
                 await _auth_error(403, "insufficient_scope", description, self.metadata_url)(scope, receive, send)
@@ -198,7 +199,7 @@ def build_http_app(
     stateless: bool = False,
     allowed_hosts: list[str] | None = None,
     allowed_origins: list[str] | None = None,
-    read_only_tools: frozenset[str] = frozenset(),
+    write_tools: frozenset[str] = frozenset(),
     resource_metadata: bool = True,
 ) -> Starlette:
     """Wrap the SDK's transport app with health routes and the bearer guard.
@@ -233,7 +234,7 @@ def build_http_app(
         BearerGuard,
         verifier=verifier,
         identity=context.identity,
-        read_only_tools=read_only_tools,
+        write_tools=write_tools,
         protected_prefixes=protected,
         metadata_url=metadata_url,
     )

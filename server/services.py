@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from sqlalchemy import text
+
 from store import ConversationRepository, Database, DatabaseConfig, DatabaseUnavailable, TaskRepository, create_engine
 from store import migrate
 from store.errors import is_unavailable
@@ -48,6 +50,21 @@ async def prepare_schema(database: Database, config: DatabaseConfig, auto_migrat
     )
 
 
+async def warn_if_bypassing_row_security(database: Database) -> None:
+    """Log a warning when the PostgreSQL role ignores row-level security (a superuser, or BYPASSRLS)."""
+    if not database.is_postgres:
+        return
+    query = text("SELECT current_user, rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user")
+    async with database.engine.connect() as connection:
+        row = (await connection.execute(query)).one_or_none()
+    if row is not None and row[1]:
+        logger.warning(
+            "connected as role %r, which bypasses row-level security: only the application's own checks "
+            "isolate users; serve with a non-superuser application role (docs/security.md)",
+            row[0],
+        )
+
+
 @asynccontextmanager
 async def open_services(
     config: DatabaseConfig,
@@ -67,6 +84,7 @@ async def open_services(
     try:
         try:
             await prepare_schema(database, config, auto_migrate)
+            await warn_if_bypassing_row_security(database)
         except SchemaNotReady:
             raise
         except Exception as error:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Annotated
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -19,7 +21,7 @@ class Settings(BaseSettings):
         default=None,
         description="Upgrade the schema at start; default: on for the embedded SQLite file, off for PostgreSQL.",
     )
-    log_level: str = "INFO"
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
 
     # stdio has no HTTP request: its bearer token comes from here.
     token: SecretStr | None = None
@@ -28,8 +30,12 @@ class Settings(BaseSettings):
     resource_url: str | None = Field(
         default=None, description="Public URL of the MCP endpoint, as clients reach it (behind a proxy)."
     )
-    allowed_hosts: list[str] = Field(default_factory=list)
-    allowed_origins: list[str] = Field(default_factory=list)
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Host headers accepted behind a proxy: comma-separated or a JSON list."
+    )
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Origin headers accepted: comma-separated or a JSON list."
+    )
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=10, ge=0, le=200)
 
@@ -67,7 +73,7 @@ class Settings(BaseSettings):
     jwt_audience: str | None = Field(
         default=None, description="aud of Better Auth JWTs; default: the origin of BETTER_AUTH_URL."
     )
-    jwt_algorithms: list[str] = Field(
+    jwt_algorithms: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["EdDSA", "ES256", "ES512", "RS256", "PS256"],
         description="JWT signature algorithms accepted (asymmetric only); EdDSA also admits the name Ed25519.",
     )
@@ -87,6 +93,25 @@ class Settings(BaseSettings):
         description="Scope a token that carries scopes needs to change data; empty turns scope checks off.",
     )
     read_scope: str = "tasks:read"
+
+    @field_validator("allowed_hosts", "allowed_origins", "jwt_algorithms", mode="before")
+    @classmethod
+    def _split_list(cls, value: object) -> object:
+        # Environment variables arrive as text: accept "a,b" as well as '["a", "b"]'.
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [item.strip() for item in text.split(",") if item.strip()]
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError("use DEBUG, INFO, WARNING or ERROR")
+        return level
 
     @field_validator("jwt_algorithms")
     @classmethod

@@ -58,9 +58,9 @@ class Database:
 
         The pool does not ping a connection at checkout (on asyncpg that is BEGIN, a query and
         ROLLBACK: three round trips per call). A connection that died while pooled (a
-        PostgreSQL restart, a Neon compute suspend) fails at its first statement instead, before
-        any work was done, so the call starts again on a fresh connection; the error marks
-        the whole pool for replacement.
+        PostgreSQL restart, a Neon compute suspend) fails at its first statement instead,
+        before any work was done, so the call starts again on a fresh connection. The error
+        also marks the whole pool for replacement.
         """
         for attempt in (1, 2):
             connection = await self.engine.connect()

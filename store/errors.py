@@ -148,7 +148,11 @@ def translate_database_error(operation: str) -> Iterator[None]:
         raise
     except (sa_exc.SQLAlchemyError, OSError, TimeoutError, ConnectionError) as error:
         if is_unavailable(error):
-            logger.warning("database unavailable during %s: %s", operation, type(error).__name__)
+            cause = getattr(error, "orig", None) or error
+            logger.warning("database unavailable during %s: %s: %s", operation, type(cause).__name__, str(cause)[:200])
             raise DatabaseUnavailable() from error
-        logger.error("database error during %s: %s", operation, type(error).__name__)
+        # The driver's own message names the constraint or the cause; it carries no password.
+        cause = getattr(error, "orig", None) or error
+        detail = str(cause).splitlines()[0][:300] if str(cause) else ""
+        logger.error("database error during %s: %s: %s", operation, type(cause).__name__, detail)
         raise StoreError(f"{operation} failed because of a database error") from error

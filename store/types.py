@@ -35,7 +35,7 @@ class UTCDateTime(TypeDecorator[datetime]):
     def result_processor(self, dialect: Dialect, coltype: object) -> Any:
         if dialect.name == "postgresql" and dialect.driver == "asyncpg":
             # asyncpg already returns timestamptz values as aware datetimes in UTC, so the
-            # conversion below would return each value unchanged; skipping it saves a Python
+            # conversion below would return each value unchanged. Skipping it saves a Python
             # call per datetime of every row read.
             return None
         return super().result_processor(dialect, coltype)
