@@ -220,7 +220,7 @@ async def _serve_http(args: argparse.Namespace, settings: Settings, config: Data
     context = ToolContext(identity=Identity(write_scope=settings.write_scope))
     verifier = build_verifier(settings, data_dir, context)
     # RFC 9728 metadata names the authorization server that issues tokens for this resource.
-    # The development issuer is none (it has no authorize or token endpoint), so without
+    # The development issuer is not one (it has no authorize or token endpoint), so without
     # Better Auth no metadata is published and clients are not sent to look for one.
     if settings.better_auth_url:
         from server.auth.better_auth import auth_base_url

@@ -161,7 +161,7 @@ class ConversationRepository:
         """Append a message; with an idempotency key already used by this user, return that message.
 
         A retry changes nothing, not even the conversation's ``updated_at``. A key already used
-        in another conversation is an error rather than a silent answer from elsewhere.
+        in another conversation is an error rather than a silent reply from elsewhere.
         """
         conversation_id = _valid_conversation_id(conversation_id)
         message = _validate(MessageCreate, {"role": role, "content": content, "idempotency_key": idempotency_key})
