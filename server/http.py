@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from server.auth.errors import TokenRejected
 from server.auth.verifier import ServerTokenVerifier, remember_verified
 from server.identity import Identity
-from server.services import Services, schema_status
+from server.services import Services, schema_is_ahead, schema_status
 from server.tools import ToolContext
 
 logger = logging.getLogger(__name__)
@@ -169,6 +169,8 @@ def health_routes(context: ToolContext) -> list[Route]:
         except Exception as error:  # any failure means not ready; the type is enough for the log
             logger.warning("readiness check failed: %s", type(error).__name__)
             return JSONResponse({"status": "database unavailable"}, status_code=503)
+        if current != head and schema_is_ahead(current):
+            return JSONResponse({"status": "ready", "schema": current, "note": "schema ahead of this version"})
         if current != head:
             return JSONResponse(
                 {"status": "schema behind", "current": current, "head": head}, status_code=503

@@ -33,12 +33,29 @@ async def schema_status(database: Database) -> tuple[str | None, str | None]:
     return await migrate.current_revision(database.engine), migrate.head_revision()
 
 
+def schema_is_ahead(current: str | None) -> bool:
+    """Tell whether the database was migrated by a newer release than this one.
+
+    During a rolling deploy the migration runs once, before the new replicas start, while old
+    replicas still serve: their code does not know the new revision. Migrations that keep the
+    previous release working (add, then remove in a later release) make that safe, so old
+    replicas keep serving instead of all becoming unready at once.
+    """
+    return current is not None and not migrate.is_known_revision(current)
+
+
 async def prepare_schema(database: Database, config: DatabaseConfig, auto_migrate: bool | None) -> None:
     """Upgrade to head when allowed (default: only on SQLite), else refuse a schema behind head."""
     if auto_migrate is None:
         auto_migrate = config.backend == "sqlite"
     current, head = await schema_status(database)
     if current == head:
+        return
+    if schema_is_ahead(current):
+        logger.warning(
+            "the schema of %s is at revision %s, newer than this version's %s; serving anyway",
+            config.describe(), current, head,
+        )
         return
     if auto_migrate:
         logger.info("upgrading schema of %s from %s to %s", config.describe(), current or "empty", head)

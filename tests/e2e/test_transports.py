@@ -163,6 +163,32 @@ async def test_http_rejects_schema_behind_head(postgres_databases, tmp_path):
     assert "Traceback" not in result.stderr
 
 
+async def test_http_serves_schema_ahead_of_code(postgres_databases, tmp_path, new_user):
+    """A newer release migrated the database during a rolling deploy: old replicas keep serving."""
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    url = await postgres_databases.create("taskstore_e2e_ahead")
+    upgraded = await anyio.to_thread.run_sync(lambda: run_cli(tmp_path, url, "db", "upgrade"))
+    assert upgraded.returncode == 0, upgraded.stderr
+    connection = await asyncpg.connect(make_url(url).render_as_string(hide_password=False))
+    try:
+        await connection.execute("UPDATE alembic_version SET version_num = 'f00dcafe9999'")
+    finally:
+        await connection.close()
+
+    with http_server(tmp_path, url) as server:
+        ready = httpx2.get(f"{server.base_url}/readyz", timeout=10)
+        async with server.client(issue_dev_token(tmp_path, new_user)) as client:
+            result = await client.call_tool("create_task", {"title": "served by the older replica"})
+        log = server.log()
+
+    assert ready.status_code == 200
+    assert ready.json()["note"] == "schema ahead of this version"
+    assert not result.is_error, result
+    assert "newer than this version" in log
+
+
 def migrate_to_base_revision(data_dir: Path, url: str) -> str:
     """Upgrade ``url`` to the first migration only, which is behind head; return that revision."""
     base = ScriptDirectory.from_config(migrate.alembic_config()).get_base()
