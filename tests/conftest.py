@@ -101,9 +101,8 @@ def backend(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
-@pytest.fixture(scope="session")
-async def database_url(backend: str, sqlite_dir: Path, request: pytest.FixtureRequest) -> str:
-    """A database per backend for the whole session, migrated to head with Alembic."""
+async def make_migrated_database_url(backend: str, sqlite_dir: Path, request: pytest.FixtureRequest) -> str:
+    """Return the URL of a new database on ``backend``, migrated to head with Alembic."""
     url = await make_database_url(backend, sqlite_dir, request)
     engine = create_engine(database_config(url))
     try:
@@ -111,6 +110,12 @@ async def database_url(backend: str, sqlite_dir: Path, request: pytest.FixtureRe
     finally:
         await engine.dispose()
     return url
+
+
+@pytest.fixture(scope="session")
+async def database_url(backend: str, sqlite_dir: Path, request: pytest.FixtureRequest) -> str:
+    """A database per backend for the whole session, migrated to head with Alembic."""
+    return await make_migrated_database_url(backend, sqlite_dir, request)
 
 
 @pytest.fixture(scope="session")

@@ -20,12 +20,11 @@ from sqlalchemy import event, func, select, update
 from sqlalchemy.engine import make_url
 
 from store import ConversationRepository, Database, TaskRepository, create_engine, database_config
-from store import migrate
 from store.conversations import conversation_table, message_table
 from store.retention import purge_deleted
 from store.tasks import task_table
 from store.types import utc_now
-from tests.conftest import make_database_url
+from tests.conftest import make_migrated_database_url
 from tests.support.servers import server_env
 
 RETENTION_DAYS = 30
@@ -48,13 +47,7 @@ class Planted:
 
 @pytest.fixture
 async def fresh_url(backend: str, sqlite_dir: Path, request: pytest.FixtureRequest) -> str:
-    url = await make_database_url(backend, sqlite_dir, request)
-    engine = create_engine(database_config(url))
-    try:
-        await migrate.upgrade(engine)
-    finally:
-        await engine.dispose()
-    return url
+    return await make_migrated_database_url(backend, sqlite_dir, request)
 
 
 @pytest.fixture
