@@ -1,4 +1,4 @@
-"""How the row-level security policies shape the plan of the list query: measured, then rolled back.
+"""Measure how the row-level security policies shape the plan of the list query, then roll back.
 
 Permissive policies are combined with OR. An owner policy plus purge policies would make every
 query of the application role carry ``(purge mode AND deleted) OR user_id = setting``, and with

@@ -64,7 +64,7 @@ class _TextPreservingFuncMetadata(FuncMetadata):
 
 
 def describe_validation_error(error: ValidationError) -> str:
-    """One sentence naming the first wrong argument and the rule it broke, without its value."""
+    """Describe the first wrong argument and the rule it broke in one sentence, without its value."""
     first = error.errors(include_url=False, include_input=False, include_context=False)[0]
     location = ".".join(str(part) for part in first["loc"]) or "arguments"
     if first["type"] == "missing":

@@ -86,7 +86,7 @@ def _redact(text: str, config: DatabaseConfig) -> str:
 
 
 def _database_error(error: Exception, config: DatabaseConfig) -> CommandError | None:
-    """A one-line CommandError for a connection or driver error, else None."""
+    """Return a one-line CommandError for a connection or driver error, else None."""
     if isinstance(error, StoreError):
         # The store wraps driver errors (the purge does); the driver's reason is the useful part.
         cause = error.__cause__

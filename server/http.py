@@ -124,7 +124,7 @@ async def _read_body(receive: Receive) -> bytes | None:
 def _replay(body: bytes, receive: Receive) -> Callable[[], Awaitable[Message]]:
     """Hand the app the body already read, then the real channel, which waits for a disconnect.
 
-    Answering a disconnect at once would make the transport drop its streamed response.
+    Returning a disconnect at once would make the transport drop its streamed response.
     """
     sent = False
 
@@ -139,7 +139,7 @@ def _replay(body: bytes, receive: Receive) -> Callable[[], Awaitable[Message]]:
 
 
 def _called_tools(body: bytes) -> list[str]:
-    """The tools a JSON-RPC body calls, batches included ('' for a call we cannot name)."""
+    """Return the tools a JSON-RPC body calls, batches included ('' for a call we cannot name)."""
     try:
         payload = json.loads(body)
     except ValueError:

@@ -20,7 +20,7 @@ class Identity:
     write_scope: str = "tasks:write"
 
     def user_id(self, *, write: bool) -> str:
-        """Return the verified user id, or raise a ToolError that tells how to get a valid token."""
+        """Return the verified user id, or raise a ToolError that explains how to get a valid token."""
         token = get_access_token()
         if token is None or not token.subject:
             raise ToolError("Not authenticated: this call carries no verified access token.")

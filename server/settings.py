@@ -61,13 +61,13 @@ class Settings(BaseSettings):
         default=300.0,
         gt=0,
         le=86400,
-        description="How long fetched JWKS keys are used before the next fetch; a removed key is refused after this.",
+        description="Seconds fetched JWKS keys are used before the next fetch, so a removed key is rejected after this.",
     )
     jwks_refetch_interval_seconds: float = Field(
         default=10.0,
         ge=0,
         le=3600,
-        description="Least time between two JWKS fetches, so tokens with unknown key ids cannot flood Better Auth.",
+        description="Minimum seconds between two JWKS fetches, so tokens with unknown key ids cannot flood Better Auth.",
     )
     jwt_issuer: str | None = Field(default=None, description="iss of Better Auth JWTs; default: the origin of BETTER_AUTH_URL.")
     jwt_audience: str | None = Field(

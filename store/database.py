@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from store.errors import InvalidInput, translate_database_error
 from store.models import USER_ID_MAX
 
-# Row-level security policies on PostgreSQL read this setting; it is local to the transaction,
+# Row-level security policies on PostgreSQL read this setting. It is local to the transaction,
 # so a pooled connection never carries one user's id into another user's call.
 USER_SETTING = "taskstore.user_id"
 _SET_USER = text(f"SELECT set_config('{USER_SETTING}', :user_id, true)")

@@ -230,7 +230,7 @@ def ssl_argument(sslmode: str, sslrootcert: str | None = None) -> ssl.SSLContext
     """Build asyncpg's ``ssl`` argument with libpq's meaning of ``sslmode``.
 
     ``verify-ca`` and ``verify-full`` check the certificate against ``sslrootcert`` (a file, or
-    ``system`` for the operating system's store) or, when it is absent, the system store;
+    ``system`` for the operating system's store), or the system store when it is absent.
     ``verify-full`` also checks the host name. ``require`` encrypts without verification, as in
     libpq, unless ``sslrootcert`` is given, in which case it verifies the chain like libpq does.
     """
@@ -289,7 +289,7 @@ def _unicode_lower(value: object) -> object:
 
 
 def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
-    # SQLite's built-in lower() folds ASCII only; the search filter compares lower() of both
+    # SQLite's built-in lower() folds ASCII only. The search filter compares lower() of both
     # sides, so without this "ärger" would not find "ÄRGER" on SQLite but would on PostgreSQL.
     dbapi_connection.create_function("lower", 1, _unicode_lower, deterministic=True)
     cursor = dbapi_connection.cursor()

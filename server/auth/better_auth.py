@@ -237,7 +237,7 @@ class JwksKeySource:
 
 
 def _algorithms(settings: Settings) -> list[str]:
-    """The allowlist from the settings, with EdDSA and Ed25519 standing for each other."""
+    """Return the allowlist from the settings, with EdDSA and Ed25519 accepted for each other."""
     allowed = list(dict.fromkeys(settings.jwt_algorithms))
     if "EdDSA" in allowed and "Ed25519" not in allowed:
         allowed.append("Ed25519")
@@ -262,7 +262,7 @@ def key_source(settings: Settings) -> JwksKeySource:
 
 
 def jwt_verifiers(settings: Settings) -> list[JwtVerifier]:
-    """The verifiers of Better Auth's session JWTs and, when an audience is known, its OAuth access tokens."""
+    """Build the verifiers of Better Auth's session JWTs and, when an audience is known, its OAuth access tokens."""
     from server.auth.factory import AuthConfigurationError
 
     assert settings.better_auth_url
@@ -310,7 +310,7 @@ def jwt_verifiers(settings: Settings) -> list[JwtVerifier]:
 
 
 def session_signature(token: str, secret: str) -> str:
-    """The signature Better Auth appends: standard padded base64 of HMAC-SHA256(secret, token)."""
+    """Compute the signature Better Auth appends: standard padded base64 of HMAC-SHA256(secret, token)."""
     return base64.b64encode(hmac.new(secret.encode(), token.encode(), hashlib.sha256).digest()).decode()
 
 

@@ -2,7 +2,7 @@
 
 It lets a new user try the server without an identity provider:
 ``taskstore token issue --user alice`` prints a JWT that the server verifies through the same
-JWT path as Better Auth tokens. It is not an identity provider: whoever can read the key file
+JWT path as Better Auth tokens. It is not an identity provider: anyone who can read the key file
 can act as any user.
 """
 

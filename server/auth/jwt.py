@@ -1,7 +1,7 @@
 """Verification of signed JWTs against a set of public keys.
 
 The same path serves the local development issuer, Better Auth's jwt plugin and Better Auth's
-MCP OAuth access tokens; they differ only in their key source, issuer, audience and type.
+MCP OAuth access tokens. They differ only in their key source, issuer, audience and type.
 """
 
 from __future__ import annotations

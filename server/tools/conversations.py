@@ -51,7 +51,11 @@ def register_conversation_tools(server: MCPServer, context: ToolContext) -> None
         except StoreError as error:
             raise tool_error(error, "list_conversations") from error
         items = [Conversation.of(item) for item in page.items]
-        note = None if items else ("No more conversations." if cursor else "No conversations yet; start one with create_conversation.")
+        note = None
+        if not items and cursor:
+            note = "No more conversations."
+        elif not items:
+            note = "No conversations yet; start one with create_conversation."
         return ConversationList(
             conversations=items, count=len(items), has_more=page.has_more, next_cursor=page.next_cursor, note=note
         )

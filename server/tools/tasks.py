@@ -298,5 +298,9 @@ def register_task_tools(server: MCPServer, context: ToolContext) -> None:
         except StoreError as error:
             raise tool_error(error, "list_deleted_tasks") from error
         items = [Task.summary(task) for task in page.items]
-        note = None if items else ("No more deleted tasks." if cursor else "The trash is empty.")
+        note = None
+        if not items and cursor:
+            note = "No more deleted tasks."
+        elif not items:
+            note = "The trash is empty."
         return TaskList(tasks=items, count=len(items), has_more=page.has_more, next_cursor=page.next_cursor, note=note)

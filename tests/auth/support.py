@@ -176,9 +176,9 @@ def running_jwks_server(server: JwksServer) -> Iterator[JwksServer]:
 # --- Better Auth-shaped tables -------------------------------------------------------------------
 
 # The columns Better Auth 1.7 creates on PostgreSQL (tests/node/FINDINGS.md). The foreign key
-# from session to user is left out on purpose: Better Auth's own schema cascades a user's
-# deletion to its sessions, and this lets a test check that the server also rejects a session
-# whose user row is gone where no such key exists.
+# from session to user is left out on purpose. Better Auth's own schema cascades a user's
+# deletion to its sessions, so only without that key can a test check that the server also
+# rejects a session whose user row is gone.
 BETTER_AUTH_TABLES = [
     '''CREATE TABLE "user" (
         "id" text PRIMARY KEY, "name" text NOT NULL, "email" text NOT NULL UNIQUE,

@@ -2,7 +2,7 @@
 
 One server subprocess serves the whole module. It trusts Better Auth at a JWKS server this
 module runs on 127.0.0.1 with keys it generates, and uses a fresh PostgreSQL database that
-holds its own tables (migrated at start) plus Better Auth-shaped ``user`` and ``session``
+contains its own tables (migrated at start) plus Better Auth-shaped ``user`` and ``session``
 tables. Every case calls ``create_task`` and must get 401 (403 for a missing scope) with a
 ``WWW-Authenticate`` header, a body and a log that never contain the token, and no change to
 any table.
@@ -347,7 +347,7 @@ async def test_valid_token_calls_a_tool(world: World, make: Callable[[World], st
     assert not result.is_error, result
 
 
-async def test_valid_token_writes_and_the_row_count_shows_it(world: World) -> None:
+async def test_valid_token_write_adds_row(world: World) -> None:
     before = await count_rows(world.database_url, TABLES)
     async with world.server.client(world.oauth()) as client:
         result = await client.call_tool("create_task", {"title": "control task"})

@@ -229,7 +229,7 @@ async def test_metadata_points_at_better_auth(stack: Stack) -> None:
     assert theirs.json()["issuer"] == issuer
 
 
-async def test_jwt_claims_name_the_same_user_as_the_session(stack: Stack) -> None:
+async def test_jwt_and_session_same_user(stack: Stack) -> None:
     import jwt
 
     claims = jwt.decode(stack.tokens["alice"]["jwt"], options={"verify_signature": False})

@@ -144,7 +144,7 @@ def test_auth_base_url_is_not_doubled() -> None:
     assert auth_base_url("http://127.0.0.1:3000/") == "http://127.0.0.1:3000/api/auth"
 
 
-async def test_oauth_token_without_a_resource_url_names_the_setting() -> None:
+async def test_oauth_without_resource_url_names_setting() -> None:
     key = SigningKey.ed25519("k")
     _, oauth = jwt_verifiers(settings(BETTER_AUTH_URL=BETTER_AUTH))
     oauth.keys = _StaticKeys(key)
@@ -280,7 +280,7 @@ def test_stdio_rejects_an_expired_token(tmp_path: Path) -> None:
     assert result.stdout == ""
 
 
-def test_stdio_rejects_a_dev_token_when_better_auth_is_configured(tmp_path: Path) -> None:
+def test_stdio_rejects_dev_token_under_better_auth(tmp_path: Path) -> None:
     token = DevIssuer.load_or_create(tmp_path).issue("alice", 600)
 
     result = _serve_stdio(tmp_path, token, BETTER_AUTH_URL=f"http://127.0.0.1:{free_port()}")

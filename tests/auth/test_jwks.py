@@ -302,7 +302,7 @@ def test_url_encoded_signed_form_gives_the_raw_token() -> None:
     assert parse_session_token(encoded, FINDINGS_SECRET) == FINDINGS_TOKEN
 
 
-def test_raw_token_is_accepted_without_a_signature_by_default() -> None:
+def test_raw_session_token_accepted_by_default() -> None:
     assert parse_session_token(FINDINGS_TOKEN, FINDINGS_SECRET) == FINDINGS_TOKEN
 
 
@@ -312,7 +312,7 @@ def test_raw_token_rejected_when_signatures_are_required() -> None:
     assert "unsigned session token" in raised.value.reason
 
 
-def test_signed_form_is_still_accepted_when_signatures_are_required() -> None:
+def test_signed_session_token_accepted_when_required() -> None:
     assert parse_session_token(FINDINGS_SIGNED, FINDINGS_SECRET, require_signature=True) == FINDINGS_TOKEN
 
 
@@ -376,7 +376,7 @@ def _token(key: SigningKey, jwks: JwksServer) -> str:
 
 
 async def _status(server: HttpServer, token: str) -> tuple[int, str]:
-    """POST an initialize request; the guard answers 401 itself, else the SDK answers 200."""
+    """POST an initialize request: the guard returns 401 itself, else the SDK returns 200."""
     body = {
         "jsonrpc": "2.0",
         "id": 1,

@@ -4,7 +4,7 @@ wrong password, and concurrent writers racing on one row or one idempotency key.
 The fault tests run against a private PostgreSQL 15 cluster in a temporary directory, on a
 free 127.0.0.1 port. This module creates it and removes it at the end, so stopping and
 restarting it never disturbs the shared server other tests use. The cluster is set up the
-way docs/security.md tells a deployment to: an owner role runs the migrations, a separate
+way docs/security.md recommends for a deployment: an owner role runs the migrations, a separate
 application role with a password (SCRAM over TCP) serves, under row-level security.
 
 The concurrency tests need no faults and use the session's databases on both backends.

@@ -173,7 +173,7 @@ async def in_process_client(server: TaskstoreServer, user_id: str, scopes: list[
                             expires_at: int | None = None) -> AsyncIterator[Client]:
     """A client connected in process, acting for ``user_id`` as a verified token would.
 
-    The server task is started inside ``Client``; it copies the context at that moment, so
+    The server task is started inside ``Client`` and copies the context at that moment, so
     several clients opened one after another each keep their own user.
     """
     access_token = AccessToken(
